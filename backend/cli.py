@@ -1,0 +1,105 @@
+"""The `mlaface` command line.
+
+    mlaface model install --from PATH | --download [--url URL] [-o FILE]
+    mlaface model info [--model FILE]
+
+Problems the user can fix print one `mlaface: error: ...` line and exit with status 1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from . import __version__
+from .errors import MlafaceError
+
+
+def _progress(done: int, total: int | None) -> None:
+    size = f"{done / 1e6:.1f} MB" + (f" of {total / 1e6:.1f} MB" if total else "")
+    print(f"\rdownloading {size}", end="", file=sys.stderr, flush=True)
+
+
+def cmd_model_install(args: argparse.Namespace) -> None:
+    from .model_store import ICT_FACEKIT_DIGEST, download_model, install_model
+
+    start = time.perf_counter()
+    if args.download:
+        path = download_model(args.url, ICT_FACEKIT_DIGEST, args.output, progress=_progress)
+        print(file=sys.stderr)
+    else:
+        path = install_model(args.source, args.output)
+    size = Path(path).stat().st_size / 1e6
+    print(f"installed face model: {path} ({size:.1f} MB, {time.perf_counter() - start:.1f} s)")
+
+
+def cmd_model_info(args: argparse.Namespace) -> None:
+    import numpy as np
+
+    from .model_file import FORMAT_VERSION, read_model
+    from .model_store import resolve_model_path
+
+    path = resolve_model_path(args.model)
+    data = read_model(path)
+    sizes = data.polygon_sizes
+    print(f"face model:     {path} ({path.stat().st_size / 1e6:.1f} MB, format {FORMAT_VERSION})")
+    print(f"source:         {data.source}")
+    print(f"vertices:       {data.n_vertices:,}")
+    print(f"polygons:       {len(sizes):,} ({int(np.sum(sizes == 4)):,} quads, {int(np.sum(sizes == 3)):,} "
+          f"triangles); {len(data.triangles):,} triangles for rendering")
+    print(f"identity modes: {len(data.identity_basis)}")
+    print(f"expressions:    {len(data.expression_basis)} (ARKit names)")
+    print(f"landmarks:      {len(data.landmarks_ibug68)} iBUG, {len(data.landmarks_aflw21)} AFLW")
+    print(f"face region:    {len(data.face_region):,} vertices")
+    print("materials:      " + ", ".join(f"{n} ({p})" for n, p in zip(data.material_names, data.material_parts)))
+    print("units and axes: metres; +x subject's left, +y up, +z out of the face")
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="mlaface", description="Photo to 3D face for Blender.")
+    parser.add_argument("--version", action="version", version=f"mlaface {__version__}")
+    commands = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+
+    model = commands.add_parser("model", help="install or inspect the face model (ICT-FaceKit)")
+    model_commands = model.add_subparsers(dest="model_command", required=True, metavar="ACTION")
+    install = model_commands.add_parser("install", help="convert ICT-FaceKit into the model cache")
+    what = install.add_mutually_exclusive_group(required=True)
+    what.add_argument("--from", dest="source", metavar="PATH",
+                      help="a FaceXModel folder, or a .tar.xz/.zip archive of it")
+    what.add_argument("--download", action="store_true",
+                      help="download ICT-FaceKit (MIT) at a pinned commit and check it")
+    install.add_argument("--url", default=None, help="a mirror of the ICT-FaceKit archive (with --download)")
+    install.add_argument("-o", "--output", metavar="FILE", default=None,
+                         help="write the model file here instead of the user cache")
+    install.set_defaults(func=cmd_model_install)
+    info = model_commands.add_parser("info", help="print what the face model holds")
+    info.add_argument("--model", metavar="FILE", default=None,
+                      help="face model file (default: $MLAFACE_MODEL, then the user cache)")
+    info.set_defaults(func=cmd_model_info)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    if getattr(args, "url", None) and not getattr(args, "download", False):
+        parser.error("--url goes with --download")
+    if getattr(args, "download", False) and args.url is None:
+        from .model_store import ICT_FACEKIT_URL
+
+        args.url = ICT_FACEKIT_URL
+    try:
+        args.func(args)
+    except MlafaceError as e:
+        print(f"mlaface: error: {e}", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        print("mlaface: interrupted", file=sys.stderr)
+        return 130
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,121 @@
+"""The 3D morphable face model as a torch module: vertices from identity and expression coefficients.
+
+    verts = mean + sum_k identity[k] * identity_basis[k] + sum_e expression[e] * expression_basis[e]
+
+Units and axes are those of the model file (backend/model_file.py): metres, +x to the subject's left, +y up,
++z out of the face. Works in float32 or bfloat16 (`model.to(torch.bfloat16)`), on CPU or CUDA; the coefficients
+are cast to the model's dtype and must be on its device.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import torch
+from torch import nn
+
+from .errors import MlafaceError
+from .model_file import FaceModelData, read_model
+
+LANDMARK_SETS = ("ibug68", "aflw21")
+
+
+class FaceModel(nn.Module):
+    """Linear face model over V vertices with K identity modes and E expression shapes.
+
+    Buffers (move with `.to()`):
+        mean: [V, 3] metres; identity_basis: [K, V*3]; expression_basis: [E, V*3]
+        triangles: [T, 3] int64 vertex ids; triangle_uvs: [T, 3, 2] (u, v), UDIM tile in floor(u)
+        landmarks_ibug68: [68] int64; landmarks_aflw21: [21] int64
+    """
+
+    def __init__(self, mean: np.ndarray, identity_basis: np.ndarray, expression_basis: np.ndarray,
+                 triangles: np.ndarray, triangle_uvs: np.ndarray, landmarks: dict[str, np.ndarray],
+                 expression_names: list[str], face_region: np.ndarray):
+        super().__init__()
+        V = mean.shape[0]
+        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
+        i64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.int64)  # noqa: E731
+        self.register_buffer("mean", f32(mean))
+        self.register_buffer("identity_basis", f32(identity_basis.reshape(len(identity_basis), V * 3)))
+        self.register_buffer("expression_basis", f32(expression_basis.reshape(len(expression_basis), V * 3)))
+        self.register_buffer("triangles", i64(triangles))
+        self.register_buffer("triangle_uvs", f32(triangle_uvs))
+        for name in LANDMARK_SETS:
+            self.register_buffer(f"landmarks_{name}", i64(landmarks[name]))
+        self.register_buffer("face_region", i64(face_region), persistent=False)
+        self.expression_names = list(expression_names)
+
+    @classmethod
+    def from_data(cls, data: FaceModelData) -> "FaceModel":
+        return cls(
+            mean=data.mean,
+            identity_basis=data.identity_basis,
+            expression_basis=data.expression_basis,
+            triangles=data.triangles,
+            triangle_uvs=data.corner_uv[data.triangle_corners],
+            landmarks={"ibug68": data.landmarks_ibug68, "aflw21": data.landmarks_aflw21},
+            expression_names=[str(n) for n in data.expression_names],
+            face_region=data.face_region,
+        )
+
+    @classmethod
+    def load(cls, path: str | Path | None = None) -> "FaceModel":
+        """Load the face model: `path` if given, else $MLAFACE_MODEL, else the user cache."""
+        from .model_store import resolve_model_path
+
+        return cls.from_data(read_model(resolve_model_path(path)))
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    @property
+    def n_identity(self) -> int:
+        return self.identity_basis.shape[0]
+
+    @property
+    def n_expression(self) -> int:
+        return self.expression_basis.shape[0]
+
+    def vertices(self, identity: torch.Tensor, expression: torch.Tensor) -> torch.Tensor:
+        """identity: [B, K], expression: [B, E] (shape-key weights, normally in [0, 1])
+        -> [B, V, 3] vertices in model space, metres, the model's dtype."""
+        B = identity.shape[0]
+        if identity.shape != (B, self.n_identity) or expression.shape != (B, self.n_expression):
+            raise MlafaceError(
+                f"expected identity [B, {self.n_identity}] and expression [B, {self.n_expression}], "
+                f"got {tuple(identity.shape)} and {tuple(expression.shape)}"
+            )
+        dtype = self.mean.dtype
+        offsets = identity.to(dtype) @ self.identity_basis + expression.to(dtype) @ self.expression_basis
+        return self.mean + offsets.view(B, self.n_vertices, 3)
+
+    def landmarks(self, verts: torch.Tensor, kind: str = "ibug68") -> torch.Tensor:
+        """verts: [B, V, 3] -> [B, L, 3] landmark positions (L = 68 for "ibug68", 21 for "aflw21")."""
+        if kind not in LANDMARK_SETS:
+            raise MlafaceError(f"unknown landmark set {kind!r}; choose from {', '.join(LANDMARK_SETS)}")
+        return verts[:, getattr(self, f"landmarks_{kind}")]
+
+    def face_subset(self) -> "FaceModel":
+        """The model restricted to the front face (~9.4k vertices, for training) plus the landmark vertices
+        outside it (ears, pupils); triangles with all corners kept, indices remapped."""
+        keep = torch.unique(torch.cat([self.face_region, self.landmarks_ibug68, self.landmarks_aflw21])).cpu()
+        new_id = torch.full((self.n_vertices,), -1, dtype=torch.int64)
+        new_id[keep] = torch.arange(len(keep))
+        tri = new_id[self.triangles.cpu()]
+        inside = (tri >= 0).all(dim=1)
+        V = self.n_vertices
+        as_np = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
+        sub = FaceModel(
+            mean=as_np(self.mean[keep]),
+            identity_basis=as_np(self.identity_basis.view(-1, V, 3)[:, keep]),
+            expression_basis=as_np(self.expression_basis.view(-1, V, 3)[:, keep]),
+            triangles=tri[inside].numpy(),
+            triangle_uvs=as_np(self.triangle_uvs[inside]),
+            landmarks={k: new_id[getattr(self, f"landmarks_{k}").cpu()].numpy() for k in LANDMARK_SETS},
+            expression_names=self.expression_names,
+            face_region=new_id[self.face_region.cpu()].numpy(),
+        )
+        return sub.to(device=self.mean.device, dtype=self.mean.dtype)

@@ -1,0 +1,147 @@
+"""The face model file: one versioned `.npz` (no pickle) holding everything the face model needs.
+
+Conventions, the same everywhere in mlaface:
+- units: metres;
+- axes: right-handed, +x towards the subject's left, +y up, +z out of the face (the face looks down +z),
+  which is glTF's frame; Blender (z up) gets it rotated by +90 degrees about x on import;
+- indices: 0-based int32; polygons kept as in the source OBJ (quads stay quads) in Blender's layout
+  (corners back to back plus corners per polygon), with a triangulation beside them for rendering;
+- UVs: (u, v) with v up (OBJ/Blender), the integer part of u is the part's UDIM tile (tile 1001 + floor(u)).
+
+Arrays (V vertices, F polygons, C polygon corners, T triangles, K identity modes, E expressions, M materials):
+    format: str, FORMAT; format_version: int, FORMAT_VERSION
+    source: str, where the model came from; source_digest: str, sha256 of the source files (see facekit.py)
+    mean: [V, 3] float32, neutral face, metres
+    identity_basis: [K, V, 3] float32, metres per unit coefficient (coefficients are about N(0, 1))
+    expression_basis: [E, V, 3] float32, offset at weight 1, metres (weights in [0, 1] are shape-key values)
+    expression_names: [E] str, ARKit style (`eyeBlinkLeft`); expression_names_upstream: [E] str (`eyeBlink_L`)
+    polygon_sizes: [F] int32; corner_vertex: [C] int32; corner_uv: [C, 2] float32
+    polygon_material: [F] int32 into material_names
+    material_names: [M] str; material_parts: [M] str (one of PARTS); material_tiles: [M] int32 (floor(u))
+    triangles: [T, 3] int32 vertices, counter-clockwise seen from outside
+    triangle_corners: [T, 3] int32 into the corner arrays (for UVs); triangle_polygon: [T] int32
+    landmarks_ibug68: [68] int32 vertices; landmarks_aflw21: [21] int32 vertices
+    face_region: [R] int32 vertices of the front face (the skin the photo shows), sorted
+    rigid_vertices: [N] int32 vertices that expressions barely move (skull), from upstream
+"""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlafaceError
+
+FORMAT = "mlaface.face_model"
+FORMAT_VERSION = 1
+PARTS = ("skin", "mouth", "teeth", "eye", "eye_helper", "eyelashes", "other")
+
+
+@dataclass(frozen=True)
+class FaceModelData:
+    """The arrays of a face model file (shapes and meaning in this module's docstring)."""
+
+    source: str
+    source_digest: str
+    mean: np.ndarray
+    identity_basis: np.ndarray
+    expression_basis: np.ndarray
+    expression_names: np.ndarray
+    expression_names_upstream: np.ndarray
+    polygon_sizes: np.ndarray
+    corner_vertex: np.ndarray
+    corner_uv: np.ndarray
+    polygon_material: np.ndarray
+    material_names: np.ndarray
+    material_parts: np.ndarray
+    material_tiles: np.ndarray
+    triangles: np.ndarray
+    triangle_corners: np.ndarray
+    triangle_polygon: np.ndarray
+    landmarks_ibug68: np.ndarray
+    landmarks_aflw21: np.ndarray
+    face_region: np.ndarray
+    rigid_vertices: np.ndarray
+
+    @property
+    def n_vertices(self) -> int:
+        return self.mean.shape[0]
+
+    def check(self, where: str = "face model") -> None:
+        """Raise MlafaceError unless shapes and indices agree with each other."""
+        V = self.n_vertices
+        problems = []
+        if self.mean.shape != (V, 3):
+            problems.append(f"mean has shape {self.mean.shape}")
+        if self.identity_basis.shape[1:] != (V, 3):
+            problems.append(f"identity_basis has shape {self.identity_basis.shape}, expected [K, {V}, 3]")
+        if self.expression_basis.shape[1:] != (V, 3):
+            problems.append(f"expression_basis has shape {self.expression_basis.shape}, expected [E, {V}, 3]")
+        if len(self.expression_names) != len(self.expression_basis):
+            problems.append("expression_names and expression_basis differ in length")
+        if self.polygon_sizes.sum() != len(self.corner_vertex) or len(self.corner_uv) != len(self.corner_vertex):
+            problems.append("polygon corners do not add up")
+        for name in ("corner_vertex", "triangles", "landmarks_ibug68", "landmarks_aflw21", "face_region",
+                     "rigid_vertices"):
+            a = getattr(self, name)
+            if a.size and (a.min() < 0 or a.max() >= V):
+                problems.append(f"{name} refers to vertices outside 0..{V - 1}")
+        if self.landmarks_ibug68.shape != (68,) or self.landmarks_aflw21.shape != (21,):
+            problems.append("landmark lists must hold 68 and 21 vertices")
+        if problems:
+            raise MlafaceError(f"{where}: inconsistent model file: " + "; ".join(problems))
+
+
+_STRING_FIELDS = ("source", "source_digest")
+
+
+def write_model(path: str | Path, data: FaceModelData) -> Path:
+    """Write `data` to `path` atomically: a crash never leaves a half-written model file behind."""
+    path = Path(path)
+    data.check(str(path))
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    arrays = {f.name: getattr(data, f.name) for f in fields(data)}
+    arrays.update(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION))
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_model(path: str | Path) -> FaceModelData:
+    """Read and check a face model file; every problem is an MlafaceError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlafaceError(f"{path}: face model file not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MlafaceError(f"{path}: not a readable face model file ({e})") from None
+    if str(arrays.get("format", "")) != FORMAT:
+        raise MlafaceError(f"{path}: not an mlaface face model file")
+    version = int(arrays["format_version"])
+    if version != FORMAT_VERSION:
+        raise MlafaceError(
+            f"{path}: face model format version {version}, this mlaface reads version {FORMAT_VERSION}; "
+            f"reinstall the model with `mlaface model install`"
+        )
+    missing = [f.name for f in fields(FaceModelData) if f.name not in arrays]
+    if missing:
+        raise MlafaceError(f"{path}: face model file lacks {', '.join(missing)}")
+    values = {f.name: arrays[f.name] for f in fields(FaceModelData)}
+    for name in _STRING_FIELDS:
+        values[name] = str(values[name])
+    data = FaceModelData(**values)
+    data.check(str(path))
+    return data
