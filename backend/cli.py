@@ -53,7 +53,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print(f"expressions:    {len(data.expression_basis)} (ARKit names)")
     print(f"landmarks:      {len(data.landmarks_ibug68)} iBUG, {len(data.landmarks_aflw21)} AFLW")
     print(f"face region:    {len(data.face_region):,} vertices")
-    print("materials:      " + ", ".join(f"{n} ({p})" for n, p in zip(data.material_names, data.material_parts)))
+    parts = zip(data.material_names, data.material_parts, strict=True)
+    print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
 
 

@@ -21,6 +21,14 @@ from .model_file import FaceModelData, read_model
 LANDMARK_SETS = ("ibug68", "aflw21")
 
 
+def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
+    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+
+
+def _numpy(t: torch.Tensor) -> np.ndarray:
+    return t.detach().float().cpu().numpy()
+
+
 class FaceModel(nn.Module):
     """Linear face model over V vertices with K identity modes and E expression shapes.
 
@@ -35,8 +43,7 @@ class FaceModel(nn.Module):
                  expression_names: list[str], face_region: np.ndarray):
         super().__init__()
         V = mean.shape[0]
-        f32 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.float32)  # noqa: E731
-        i64 = lambda a: torch.as_tensor(np.ascontiguousarray(a), dtype=torch.int64)  # noqa: E731
+        f32, i64 = (lambda a: _tensor(a, torch.float32)), (lambda a: _tensor(a, torch.int64))
         self.register_buffer("mean", f32(mean))
         self.register_buffer("identity_basis", f32(identity_basis.reshape(len(identity_basis), V * 3)))
         self.register_buffer("expression_basis", f32(expression_basis.reshape(len(expression_basis), V * 3)))
@@ -48,7 +55,7 @@ class FaceModel(nn.Module):
         self.expression_names = list(expression_names)
 
     @classmethod
-    def from_data(cls, data: FaceModelData) -> "FaceModel":
+    def from_data(cls, data: FaceModelData) -> FaceModel:
         return cls(
             mean=data.mean,
             identity_basis=data.identity_basis,
@@ -61,7 +68,7 @@ class FaceModel(nn.Module):
         )
 
     @classmethod
-    def load(cls, path: str | Path | None = None) -> "FaceModel":
+    def load(cls, path: str | Path | None = None) -> FaceModel:
         """Load the face model: `path` if given, else $MLAFACE_MODEL, else the user cache."""
         from .model_store import resolve_model_path
 
@@ -98,7 +105,7 @@ class FaceModel(nn.Module):
             raise MlafaceError(f"unknown landmark set {kind!r}; choose from {', '.join(LANDMARK_SETS)}")
         return verts[:, getattr(self, f"landmarks_{kind}")]
 
-    def face_subset(self) -> "FaceModel":
+    def face_subset(self) -> FaceModel:
         """The model restricted to the front face (~9.4k vertices, for training) plus the landmark vertices
         outside it (ears, pupils); triangles with all corners kept, indices remapped."""
         keep = torch.unique(torch.cat([self.face_region, self.landmarks_ibug68, self.landmarks_aflw21])).cpu()
@@ -107,13 +114,12 @@ class FaceModel(nn.Module):
         tri = new_id[self.triangles.cpu()]
         inside = (tri >= 0).all(dim=1)
         V = self.n_vertices
-        as_np = lambda t: t.detach().float().cpu().numpy()  # noqa: E731
         sub = FaceModel(
-            mean=as_np(self.mean[keep]),
-            identity_basis=as_np(self.identity_basis.view(-1, V, 3)[:, keep]),
-            expression_basis=as_np(self.expression_basis.view(-1, V, 3)[:, keep]),
+            mean=_numpy(self.mean[keep]),
+            identity_basis=_numpy(self.identity_basis.view(-1, V, 3)[:, keep]),
+            expression_basis=_numpy(self.expression_basis.view(-1, V, 3)[:, keep]),
             triangles=tri[inside].numpy(),
-            triangle_uvs=as_np(self.triangle_uvs[inside]),
+            triangle_uvs=_numpy(self.triangle_uvs[inside]),
             landmarks={k: new_id[getattr(self, f"landmarks_{k}").cpu()].numpy() for k in LANDMARK_SETS},
             expression_names=self.expression_names,
             face_region=new_id[self.face_region.cpu()].numpy(),

@@ -24,13 +24,15 @@ from __future__ import annotations
 
 import hashlib
 import json
+import lzma
 import re
 import tarfile
 import tempfile
 import zipfile
+import zlib
+from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Iterator
 
 import numpy as np
 
@@ -87,7 +89,7 @@ def facekit_folder(source: str | Path) -> Iterator[Path]:
                     t.extractall(tmp, filter="data")
             else:
                 raise MlafaceError(f"{source}: not a folder, .zip or .tar(.xz/.gz) archive")
-        except (tarfile.TarError, zipfile.BadZipFile, EOFError, OSError, ValueError) as e:
+        except (tarfile.TarError, zipfile.BadZipFile, zlib.error, lzma.LZMAError, EOFError, OSError, ValueError) as e:
             raise MlafaceError(f"{source}: corrupt or truncated archive ({e})") from None
         yield _find_neutral(Path(tmp), source)
 

@@ -70,16 +70,16 @@ def _floats(path: Path, rows: list[tuple[int, bytes]], width: int, what: str) ->
 def read_obj_vertices(path: str | Path) -> np.ndarray:
     """Only the `v` lines of an OBJ: [V, 3] float64. Fast path for shape files that share a topology."""
     path = Path(path)
-    lines = [l for l in _lines(path) if l.startswith(b"v ")]
+    lines = [line for line in _lines(path) if line.startswith(b"v ")]
     if not lines:
         raise MlafaceError(f"{path}: no vertices (not an OBJ file?)")
     try:  # fast path: one parse of all numbers; the careful per-line parse finds the culprit otherwise
-        out = np.array(b" ".join(l[2:] for l in lines).split(), dtype=np.float64).reshape(len(lines), 3)
+        out = np.array(b" ".join(line[2:] for line in lines).split(), dtype=np.float64).reshape(len(lines), 3)
         if np.isfinite(out).all():
             return out
     except ValueError:
         pass
-    rows = [(n + 1, l) for n, l in enumerate(_lines(path)) if l.startswith(b"v ")]
+    rows = [(n + 1, line) for n, line in enumerate(_lines(path)) if line.startswith(b"v ")]
     return _floats(path, rows, 3, "vertex")
 
 

@@ -29,8 +29,9 @@ def draw_view(data, yaw: float) -> Image.Image:
     frame = p[data.landmarks_ibug68]
     scale = SIZE * 0.45 / (frame[:, 1].max() - frame[:, 1].min())
     centre = (frame.max(0) + frame.min(0)) / 2
-    to_px = lambda q: np.stack([SIZE / 2 + scale * (q[..., 0] - centre[0]),  # noqa: E731
-                                SIZE / 2 - scale * (q[..., 1] - centre[1])], -1)
+    def to_px(q):
+        return np.stack([SIZE / 2 + scale * (q[..., 0] - centre[0]),
+                                    SIZE / 2 - scale * (q[..., 1] - centre[1])], -1)
     corners = p[tri]
     normals = np.cross(corners[:, 1] - corners[:, 0], corners[:, 2] - corners[:, 0])
     normals /= np.linalg.norm(normals, axis=1, keepdims=True) + 1e-12
