@@ -2,8 +2,9 @@
 
 from __future__ import annotations
 
-import tomllib
 import zipfile
+
+import tomllib
 
 import backend
 from build_addon import ROOT, build
