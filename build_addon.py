@@ -4,9 +4,10 @@ the add-on (blender_addon/) at the zip's root and the backend package beside it,
 from __future__ import annotations
 
 import argparse
-import tomllib
 import zipfile
 from pathlib import Path
+
+import tomllib
 
 ROOT = Path(__file__).resolve().parent
 SKIP = {"__pycache__"}

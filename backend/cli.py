@@ -2,6 +2,7 @@
 
     mlaface model install --from PATH | --download [--url URL] [-o FILE]
     mlaface model info [--model FILE]
+    mlaface landmarks PHOTOS... [--provider auto|dlib|fan] [--largest] [-o OUT.json]
 
 Problems the user can fix print one `mlaface: error: ...` line and exit with status 1.
 """
@@ -12,6 +13,8 @@ import argparse
 import sys
 import time
 from pathlib import Path
+
+import numpy as np
 
 from . import __version__
 from .errors import MlafaceError
@@ -36,8 +39,6 @@ def cmd_model_install(args: argparse.Namespace) -> None:
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from .model_file import FORMAT_VERSION, read_model
     from .model_store import resolve_model_path
 
@@ -56,6 +57,51 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     parts = zip(data.material_names, data.material_parts, strict=True)
     print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
+
+
+def cmd_landmarks(args: argparse.Namespace) -> int:
+    import json
+
+    from .image_io import find_photos, load_image
+    from .landmarks import detect_faces, get_provider
+
+    provider = get_provider(args.provider)
+    photos = find_photos(args.photos)
+    if not photos:
+        raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
+    results, failed = [], 0
+    for path in photos:
+        entry: dict = {"path": str(path)}
+        try:
+            image = load_image(path)
+            entry.update(width=image.shape[1], height=image.shape[0], provider=provider.name)
+            faces = detect_faces(provider, image, str(path), all_faces=not args.largest)
+            entry["faces"] = [{"box": [round(v, 2) for v in f.box], "score": round(f.score, 4),
+                               "landmarks68": np.round(f.landmarks, 2).tolist()} for f in faces]
+        except MlafaceError as e:
+            entry["error"] = str(e)
+            failed += 1
+            print(f"mlaface: error: {e}", file=sys.stderr)
+        results.append(entry)
+    doc = {"format": "mlaface.landmarks", "format_version": 1,
+           "coordinates": "photo pixels, 0-based, (0, 0) is the centre of the top-left pixel; iBUG 68-point order",
+           "photos": results}
+    text = json.dumps(doc)
+    if args.output:
+        write_text_atomic(Path(args.output), text)
+        print(f"wrote {args.output}: {len(photos) - failed} of {len(photos)} photos", file=sys.stderr)
+    else:
+        print(text)
+    return 1 if failed else 0
+
+
+def write_text_atomic(path: Path, text: str) -> None:
+    tmp = path.with_name(f".{path.name}.partial")
+    try:
+        tmp.write_text(text)
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -79,6 +125,13 @@ def build_parser() -> argparse.ArgumentParser:
     info.add_argument("--model", metavar="FILE", default=None,
                       help="face model file (default: $MLAFACE_MODEL, then the user cache)")
     info.set_defaults(func=cmd_model_info)
+
+    lm = commands.add_parser("landmarks", help="detect faces and their 68 landmarks, as JSON")
+    lm.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, folders or glob patterns")
+    lm.add_argument("--provider", default="auto", help="auto (best available), dlib or fan")
+    lm.add_argument("--largest", action="store_true", help="only the largest face of each photo")
+    lm.add_argument("-o", "--output", metavar="OUT.json", help="write here instead of printing")
+    lm.set_defaults(func=cmd_landmarks)
     return parser
 
 
@@ -92,14 +145,14 @@ def main(argv: list[str] | None = None) -> int:
 
         args.url = ICT_FACEKIT_URL
     try:
-        args.func(args)
+        status = args.func(args)
     except MlafaceError as e:
         print(f"mlaface: error: {e}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         print("mlaface: interrupted", file=sys.stderr)
         return 130
-    return 0
+    return status or 0
 
 
 if __name__ == "__main__":

@@ -39,9 +39,6 @@ def visible_faces_pytorch3d(verts: torch.Tensor, faces: torch.Tensor, image_size
     drawable = torch.isfinite(tri).all(dim=(2, 3)) & (tri[..., 2] > 0).all(dim=2)
     kept = [torch.nonzero(d).squeeze(1) for d in drawable]
     meshes = Meshes(verts=list(torch.nan_to_num(ndc)), faces=[faces[k] for k in kept])
-    # pytorch3d's front faces are counter-clockwise in its +x-left NDC, which is clockwise in ours: swap winding
-    if cull_backfaces:
-        meshes = Meshes(verts=list(torch.nan_to_num(ndc)), faces=[faces[k][:, [0, 2, 1]] for k in kept])
     pix_to_face, _, _, _ = rasterize_meshes(meshes, image_size=(H, W), faces_per_pixel=1, blur_radius=0.0,
                                             perspective_correct=True, cull_backfaces=cull_backfaces)
     packed = pix_to_face[..., 0]
