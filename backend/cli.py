@@ -57,6 +57,16 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     parts = zip(data.material_names, data.material_parts, strict=True)
     print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
+    from .model_store import find_network_weights
+    from .network import DEFAULT_VARIANT, VARIANTS, describe
+
+    print("networks (weights: --weights > $MLAFACE_WEIGHTS > shipped > cache):")
+    for name, cfg in VARIANTS.items():
+        if name == "mlanet_tiny":
+            continue  # for tests only
+        weights = find_network_weights(name, args.weights if name == DEFAULT_VARIANT else None)
+        default = " (default)" if name == DEFAULT_VARIANT else ""
+        print(f"  {describe(cfg)}{default}; " + (f"trained weights: {weights}" if weights else "no trained weights"))
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
@@ -124,6 +134,8 @@ def build_parser() -> argparse.ArgumentParser:
     info = model_commands.add_parser("info", help="print what the face model holds")
     info.add_argument("--model", metavar="FILE", default=None,
                       help="face model file (default: $MLAFACE_MODEL, then the user cache)")
+    info.add_argument("--weights", metavar="FILE", default=None,
+                      help="network weights of the default variant (default: $MLAFACE_WEIGHTS, shipped, cache)")
     info.set_defaults(func=cmd_model_info)
 
     lm = commands.add_parser("landmarks", help="detect faces and their 68 landmarks, as JSON")

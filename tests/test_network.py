@@ -1,0 +1,182 @@
+"""MLANet: shapes and ranges per variant, gradients, ablations, checkpoints, ImageNet initialisation, bad input."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+import torch
+
+from backend.errors import MlafaceError
+from backend.model_store import find_network_weights
+from backend.network import (VARIANTS, complexity, create_network, decode_params, load_imagenet_backbone,
+                             load_network, param_layout, rotation_from_6d, save_checkpoint, torchvision_to_ours)
+
+
+@pytest.mark.parametrize("name", list(VARIANTS))
+def test_output_shapes_and_ranges(name):
+    net = create_network(name).eval()
+    s = net.cfg.image_size
+    with torch.no_grad():
+        p = net(torch.rand(2, 3, s, s))
+    assert p.identity.shape == (2, 100) and p.expression.shape == (2, 53) and p.texture.shape == (2, 80)
+    assert p.rotation.shape == (2, 3, 3) and p.translation.shape == (2, 3) and p.focal.shape == (2,)
+    assert p.sh.shape == (2, 27) and p.raw.shape == (2, sum(param_layout(net.cfg).values()))
+    assert ((p.expression >= 0) & (p.expression <= 1)).all()
+    assert (p.translation[:, 2] < 0).all() and (p.focal > 0).all()  # in front of the camera
+    eye = torch.eye(3).expand(2, 3, 3)
+    torch.testing.assert_close(p.rotation @ p.rotation.transpose(1, 2), eye, atol=1e-5, rtol=0)
+
+
+def test_heads_start_at_the_mean_face():
+    p = decode_params(torch.zeros(1, sum(param_layout(VARIANTS["mlanet_tiny"]).values())), VARIANTS["mlanet_tiny"])
+    assert torch.equal(p.rotation[0], torch.eye(3)) and p.translation[0].tolist() == [0.0, 0.0, -1.0]
+    assert p.identity.abs().max() == 0 and p.expression.max() < 0.02
+
+
+def test_rotation_from_6d_is_a_rotation():
+    r = rotation_from_6d(torch.randn(50, 6, dtype=torch.float64))
+    torch.testing.assert_close(r @ r.transpose(1, 2), torch.eye(3, dtype=torch.float64).expand(50, 3, 3))
+    torch.testing.assert_close(torch.linalg.det(r), torch.ones(50, dtype=torch.float64))
+
+
+def test_every_parameter_receives_a_gradient():
+    net = create_network("mlanet_tiny", drop=0.1)
+    for head in net.heads.values():  # trained heads are not zero: let the gradient through to the backbone
+        torch.nn.init.normal_(head.fc2.weight, std=0.1)
+    p = net(torch.rand(3, 3, 64, 64))
+    (p.raw.square().sum() + p.rotation.sum() + p.expression.sum()).backward()
+    missing = [n for n, w in net.named_parameters() if w.grad is None or not w.grad.abs().sum() > 0]
+    assert not missing, f"no gradient for {missing}"
+
+
+@pytest.mark.parametrize("off", [{"channel_attention": False}, {"spatial_attention": False}, {"fusion": False},
+                                 {"channel_attention": False, "spatial_attention": False, "fusion": False}])
+def test_ablations_run(off):
+    net = create_network("mlanet_tiny", **off)
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert ("ChannelAttention" in kinds) == off.get("channel_attention", True)
+    assert ("SpatialAttention" in kinds) == off.get("spatial_attention", True)
+    assert (net.fusion is not None) == off.get("fusion", True)
+    p = net(torch.rand(1, 3, 64, 64))
+    assert p.identity.shape == (1, 100) and torch.isfinite(p.raw).all()
+
+
+def test_checkpoint_round_trip(tmp_path):
+    net = create_network("mlanet_tiny", n_texture=12).eval()
+    for w in net.parameters():
+        torch.nn.init.normal_(w, std=0.05)
+    path = save_checkpoint(tmp_path / "net.pt", net, step=7)
+    ckpt = torch.load(path, weights_only=True)  # plain types only
+    assert ckpt["step"] == 7 and ckpt["config"]["n_texture"] == 12
+    back = load_network(path).eval()
+    assert back.cfg == net.cfg
+    for (k, a), (_, b) in zip(net.state_dict().items(), back.state_dict().items(), strict=True):
+        assert torch.equal(a, b), k
+    x = torch.rand(2, 3, 64, 64)
+    with torch.no_grad():
+        assert torch.equal(net(x).raw, back(x).raw)
+    assert [p.name for p in tmp_path.iterdir()] == ["net.pt"]
+
+
+def test_bad_input_and_files(tmp_path):
+    net = create_network("mlanet_tiny")
+    with pytest.raises(MlafaceError, match="takes 64x64 crops, got 32x32"):
+        net(torch.rand(1, 3, 32, 32))
+    with pytest.raises(MlafaceError, match="3 colour channels"):
+        net(torch.rand(1, 1, 64, 64))
+    bad = torch.rand(1, 3, 64, 64)
+    bad[0, 0, 0, 0] = float("nan")
+    with pytest.raises(MlafaceError, match="NaN or infinite"):
+        net(bad)
+    with pytest.raises(MlafaceError, match="unknown network variant 'resnet9000'"):
+        create_network("resnet9000")
+    with pytest.raises(MlafaceError, match="unknown network config keys: colour"):
+        create_network("mlanet_tiny", colour=True)
+    with pytest.raises(MlafaceError, match="network weights not found"):
+        load_network(tmp_path / "none.pt")
+    (tmp_path / "junk.pt").write_bytes(b"not a checkpoint")
+    with pytest.raises(MlafaceError, match="junk.pt: not a readable network checkpoint"):
+        load_network(tmp_path / "junk.pt")
+    torch.save({"format": "something else"}, tmp_path / "other.pt")
+    with pytest.raises(MlafaceError, match="not an mlaface network checkpoint"):
+        load_network(tmp_path / "other.pt")
+
+
+def torchvision_resnet_names(depths, bottleneck):
+    """The state-dict names of torchvision's ResNet-18/50 (conv1, bn1, layerN.i.convK/bnK/downsample, fc)."""
+    bn = ["weight", "bias", "running_mean", "running_var", "num_batches_tracked"]
+    names = ["conv1.weight"] + [f"bn1.{k}" for k in bn] + ["fc.weight", "fc.bias"]
+    for layer, depth in enumerate(depths, start=1):
+        for i in range(depth):
+            for k in range(1, 4 if bottleneck else 3):
+                names += [f"layer{layer}.{i}.conv{k}.weight"] + [f"layer{layer}.{i}.bn{k}.{b}" for b in bn]
+            if i == 0 and (layer > 1 or bottleneck):
+                names += [f"layer{layer}.0.downsample.0.weight"] + [f"layer{layer}.0.downsample.1.{b}" for b in bn]
+    return names
+
+
+@pytest.mark.parametrize("name", ["mlanet_r18", "mlanet_r50"])
+def test_imagenet_weights_from_the_torch_cache(name, tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    net = create_network(name)
+    assert load_imagenet_backbone(net) is None  # nothing cached: nothing loaded, nothing downloaded
+    own = net.state_dict()
+    names = torchvision_resnet_names(net.cfg.depths, net.cfg.block == "bottleneck")
+    fake = {}
+    for n in names:
+        ours = torchvision_to_ours(n)
+        if ours is None:
+            assert n.startswith("fc.")
+            continue
+        assert ours in own, f"{n} -> {ours} is not a weight of ours"
+        fake[n] = torch.randn_like(own[ours].float()).to(own[ours].dtype) if own[ours].is_floating_point() \
+            else own[ours] + 3
+    (tmp_path / "hub" / "checkpoints").mkdir(parents=True)
+    file = tmp_path / "hub" / "checkpoints" / f"{'resnet18' if name.endswith('18') else 'resnet50'}-0123abcd.pth"
+    torch.save(fake, file)
+    assert load_imagenet_backbone(net) == file
+    loaded = net.state_dict()
+    backbone = [k for k in own if re.match(r"^(stem|stages\.\d\.blocks)\.", k)]
+    assert len(backbone) == len(fake)  # every backbone weight has a torchvision counterpart
+    for n, v in fake.items():
+        assert torch.equal(loaded[torchvision_to_ours(n)], v)
+
+
+def test_complexity():
+    bare = create_network("mlanet_r50", channel_attention=False, spatial_attention=False, fusion=False)
+    params, macs = complexity(bare)
+    assert 4.0e9 < macs < 4.2e9  # ResNet-50's well-known 4.1 G multiply-adds (plus the small heads)
+    assert params == sum(w.numel() for w in bare.parameters())
+    assert complexity(create_network("mlanet_r50"))[1] < 1.25 * macs  # attention and fusion cost < 25% more
+
+
+def test_finding_weights(tmp_path, monkeypatch):
+    assert find_network_weights("mlanet_r50") is None or find_network_weights("mlanet_r50").is_file()
+    monkeypatch.setenv("MLAFACE_WEIGHTS", str(tmp_path / "gone.pt"))
+    with pytest.raises(MlafaceError, match="gone.pt: network weights not found"):
+        find_network_weights("mlanet_r50")
+    net = create_network("mlanet_tiny")
+    path = save_checkpoint(tmp_path / "mine.pt", net)
+    monkeypatch.setenv("MLAFACE_WEIGHTS", str(path))
+    assert find_network_weights("mlanet_r50") == path
+    monkeypatch.delenv("MLAFACE_WEIGHTS")
+    cached = save_checkpoint(tmp_path / "xdg-cache" / "mlaface" / "models" / "mlanet_r18.pt", net)
+    assert find_network_weights("mlanet_r18") == cached
+
+
+def test_zero_prediction_frames_the_mean_face_like_the_aligned_crop(real_model_data):
+    """The network's starting point (zero parameter vector) projects the mean face's landmarks onto the
+    canonical crop template (backend.align) within a few pixels of 224: heads start from a sensible face."""
+    import numpy as np
+
+    from backend.align import TEMPLATE_68
+    from backend.camera import project
+    from backend.face_model import FaceModel
+
+    cfg = VARIANTS["mlanet_r50"]
+    p = decode_params(torch.zeros(1, sum(param_layout(cfg).values())), cfg)
+    model = FaceModel.from_data(real_model_data)
+    verts = model.vertices(p.identity, p.expression) @ p.rotation.transpose(1, 2) + p.translation[:, None]
+    pixels = project(model.landmarks(verts), p.focal, (224, 224))[0, :, :2].numpy() - 0.5  # to landmark pixels
+    assert np.abs(pixels - (TEMPLATE_68 * 224 - 0.5)).mean() < 6.0
