@@ -9,8 +9,18 @@ import torch
 
 from backend.errors import MlafaceError
 from backend.model_store import find_network_weights
-from backend.network import (VARIANTS, complexity, create_network, decode_params, load_imagenet_backbone,
-                             load_network, param_layout, rotation_from_6d, save_checkpoint, torchvision_to_ours)
+from backend.network import (
+    VARIANTS,
+    complexity,
+    create_network,
+    decode_params,
+    load_imagenet_backbone,
+    load_network,
+    param_layout,
+    rotation_from_6d,
+    save_checkpoint,
+    torchvision_to_ours,
+)
 
 
 @pytest.mark.parametrize("name", list(VARIANTS))
