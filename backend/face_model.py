@@ -105,6 +105,12 @@ class FaceModel(nn.Module):
             raise MlafaceError(f"unknown landmark set {kind!r}; choose from {', '.join(LANDMARK_SETS)}")
         return verts[:, getattr(self, f"landmarks_{kind}")]
 
+    def face_triangles(self) -> torch.Tensor:
+        """[T', 3] the triangles with all corners in the front-face region (the skin the photo shows)."""
+        inside = torch.zeros(self.n_vertices, dtype=torch.bool, device=self.triangles.device)
+        inside[self.face_region] = True
+        return self.triangles[inside[self.triangles].all(dim=1)]
+
     def face_subset(self) -> FaceModel:
         """The model restricted to the front face (~9.4k vertices, for training) plus the landmark vertices
         outside it (ears, pupils); triangles with all corners kept, indices remapped."""

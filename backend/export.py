@@ -1,0 +1,217 @@
+"""Exporters of a FaceResult: OBJ + MTL + PNG, glTF binary (.glb) with ARKit-named morph targets, and an overlay
+PNG (the fitted mesh and the landmarks over the photo). Every file is written to a temporary name and renamed.
+
+Geometry is exported in model space (metres, y up, the face looking down +z; glTF's frame), not posed: the pose
+belongs to the scene (the Blender importer applies it). The see-through helper layers of the eyes (part
+"eye_helper") are left out so that skin reads opaque in any renderer.
+"""
+
+from __future__ import annotations
+
+import io
+import json
+import os
+import struct
+from pathlib import Path
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+from .face_result import FaceResult
+
+EXPORT_PARTS = ("skin", "mouth", "teeth", "eye", "eyelashes")
+PART_COLOURS = {"skin": (0.8, 0.62, 0.52), "mouth": (0.55, 0.2, 0.22), "teeth": (0.92, 0.9, 0.84),
+                "eye": (0.9, 0.9, 0.9), "eyelashes": (0.05, 0.04, 0.04)}
+
+
+def _atomic_bytes(path: Path, data: bytes) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        tmp.write_bytes(data)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def _png_bytes(image: np.ndarray) -> bytes:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()
+
+
+def _exported_polygons(r: FaceResult) -> np.ndarray:
+    """[F] bool: polygons whose material part is exported."""
+    return np.isin(r.material_parts[r.polygon_material], EXPORT_PARTS)
+
+
+def _material_is_textured(r: FaceResult, m: int) -> bool:
+    """The face texture covers the skin polygons of its UDIM tile."""
+    return str(r.material_parts[m]) == "skin" and int(np.floor(_material_uv(r, m)[:, 0].min())) == r.texture_tile
+
+
+def _material_uv(r: FaceResult, m: int) -> np.ndarray:
+    return r.corner_uv[np.repeat(r.polygon_material == m, r.polygon_sizes)]
+
+
+def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
+    """path.obj with path.mtl and path_texture.png; the expression of the photo applied. Returns the files."""
+    path = Path(path)
+    mtl, png = path.with_suffix(".mtl"), path.with_name(f"{path.stem}_texture.png")
+    verts = r.expressed_vertices()
+    keep = _exported_polygons(r)
+    starts = np.concatenate([[0], np.cumsum(r.polygon_sizes)[:-1]])
+    lines = [f"# mlaface {r.meta.get('mlaface_version', '')}: {Path(r.photo).name}, metres, y up",
+             f"mtllib {mtl.name}"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in r.corner_uv]  # UDIM u kept; the face tile is 1001 (u in 0..1)
+    for m, name in enumerate(r.material_names):
+        polys = np.flatnonzero(keep & (r.polygon_material == m))
+        if not len(polys):
+            continue
+        lines.append(f"usemtl {name}")
+        for p in polys:
+            c = np.arange(starts[p], starts[p] + r.polygon_sizes[p])
+            lines.append("f " + " ".join(f"{r.corner_vertex[i] + 1}/{i + 1}" for i in c))
+    materials = []
+    for m, name in enumerate(r.material_names):
+        part = str(r.material_parts[m])
+        if part not in EXPORT_PARTS:
+            continue
+        colour = PART_COLOURS[part]
+        materials += [f"newmtl {name}", f"Kd {colour[0]:.3f} {colour[1]:.3f} {colour[2]:.3f}", "Ks 0.05 0.05 0.05",
+                      "Ns 20", "illum 2"]
+        if _material_is_textured(r, m):
+            materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
+    _atomic_bytes(png, _png_bytes(r.texture))
+    _atomic_bytes(mtl, ("\n".join(materials) + "\n").encode())
+    _atomic_bytes(path, ("\n".join(lines) + "\n").encode())
+    return [path, mtl, png]
+
+
+def _gltf_mesh_data(r: FaceResult):
+    """Triangles of the exported parts with vertices split where UVs differ (glTF wants one UV per vertex).
+    Returns (vertex ids [N], uvs [N, 2], triangles [T, 3] into N, per-triangle material [T])."""
+    keep = _exported_polygons(r)
+    starts = np.concatenate([[0], np.cumsum(r.polygon_sizes)[:-1]])
+    polys = np.flatnonzero(keep)
+    n_tri = r.polygon_sizes[polys] - 2
+    poly = np.repeat(polys, n_tri)
+    k = np.arange(n_tri.sum()) - np.repeat(np.cumsum(n_tri) - n_tri, n_tri)
+    corners = np.stack([starts[poly], starts[poly] + k + 1, starts[poly] + k + 2], 1)  # fan, winding kept
+    # one glTF vertex per distinct (vertex, uv) pair
+    key = np.stack([r.corner_vertex.astype(np.float64), r.corner_uv[:, 0], r.corner_uv[:, 1]], 1)
+    _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)
+    return r.corner_vertex[first], r.corner_uv[first], inverse.reshape(-1)[corners], r.polygon_material[poly]
+
+
+def write_glb(r: FaceResult, path: str | Path) -> Path:
+    """A .glb: one mesh, one primitive per material, 53 morph targets named in mesh.extras.targetNames with the
+    photo's weights, the face texture embedded; the pose and camera in the node's extras."""
+    path = Path(path)
+    vid, uv, tris, tri_mat = _gltf_mesh_data(r)
+    positions = r.vertices[vid].astype(np.float32)
+    uv_out = np.stack([uv[:, 0] - np.floor(uv[:, 0]), 1 - uv[:, 1]], 1).astype(np.float32)  # glTF: v down
+    blob = bytearray()
+    views, accessors = [], []
+
+    def add(data: np.ndarray, target: int | None, component: int, kind: str, minmax: bool = False) -> int:
+        while len(blob) % 4:
+            blob.append(0)
+        view = {"buffer": 0, "byteOffset": len(blob), "byteLength": data.nbytes}
+        if target:
+            view["target"] = target
+        blob.extend(data.tobytes())
+        views.append(view)
+        acc = {"bufferView": len(views) - 1, "componentType": component, "count": len(data), "type": kind}
+        if minmax:
+            acc["min"], acc["max"] = data.min(0).tolist(), data.max(0).tolist()
+        accessors.append(acc)
+        return len(accessors) - 1
+
+    pos_acc = add(positions, 34962, 5126, "VEC3", True)
+    uv_acc = add(uv_out, 34962, 5126, "VEC2")
+    targets = [{"POSITION": add(np.ascontiguousarray(d[vid], dtype=np.float32), 34962, 5126, "VEC3", True)}
+               for d in r.expression_deltas]
+    image_bytes = _png_bytes(r.texture)
+    while len(blob) % 4:
+        blob.append(0)
+    views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(image_bytes)})
+    blob.extend(image_bytes)
+    image_view = len(views) - 1
+    materials, primitives = [], []
+    for m, name in enumerate(r.material_names):
+        sel = tris[tri_mat == m]
+        if not len(sel):
+            continue
+        part = str(r.material_parts[m])
+        mat = {"name": str(name), "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 0.6,
+                                                            "baseColorFactor": [*PART_COLOURS[part], 1.0]}}
+        if _material_is_textured(r, m):
+            mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
+            mat["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
+        materials.append(mat)
+        idx = add(sel.astype(np.uint32).reshape(-1), 34963, 5125, "SCALAR")
+        primitives.append({"attributes": {"POSITION": pos_acc, "TEXCOORD_0": uv_acc}, "indices": idx,
+                           "material": len(materials) - 1, "targets": targets})
+    names = [str(n) for n in r.expression_names]
+    gltf = {
+        "asset": {"version": "2.0", "generator": f"mlaface {r.meta.get('mlaface_version', '')}"},
+        "scene": 0, "scenes": [{"nodes": [0]}],
+        "nodes": [{"name": Path(r.photo).stem, "mesh": 0, "extras": {
+            "mlaface_pose": {"rotation": r.rotation.tolist(), "translation": r.translation.tolist()},
+            "mlaface_camera": {"focal_px": r.focal, "image_size": r.image_size.tolist()}}}],
+        "meshes": [{"name": Path(r.photo).stem, "primitives": primitives,
+                    "weights": [float(w) for w in r.expression_weights], "extras": {"targetNames": names}}],
+        "materials": materials,
+        "textures": [{"source": 0, "sampler": 0}], "samplers": [{"magFilter": 9729, "minFilter": 9987}],
+        "images": [{"bufferView": image_view, "mimeType": "image/png"}],
+        "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": len(blob)}],
+    }
+    text = json.dumps(gltf).encode()
+    text += b" " * (-len(text) % 4)
+    while len(blob) % 4:
+        blob.append(0)
+    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(blob), b"BIN\0") + bytes(blob)
+    _atomic_bytes(path, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    return path
+
+
+def write_overlay(r: FaceResult, photo: np.ndarray, path: str | Path, size: int = 768) -> Path:
+    """A square window of the photo around the face (2.5 times the landmarks' box) with the fitted, shaded skin
+    blended over it, its outline in green, the detected landmarks in red and the fitted ones in blue."""
+    import torch
+
+    from .align import crop_from_box, landmark_box
+    from .camera import project
+    from .render import interpolate, rasterize
+    from .shading import ambient_sh, shade, vertex_normals
+
+    path = Path(path)
+    H, W = photo.shape[:2]
+    window = crop_from_box(photo, landmark_box(r.landmarks), size=size, scale=2.5)
+    k = float(window.to_photo[0, 0])  # photo pixels per window pixel
+    principal = torch.from_numpy((np.array([W / 2, H / 2]) - window.to_photo[:, 2] - 0.5) / k + 0.5).float()[None]
+    vid, _, tris, tri_mat = _gltf_mesh_data(r)
+    skin_tris = torch.from_numpy(tris[r.material_parts[tri_mat] == "skin"].astype(np.int64))
+    verts = torch.from_numpy(r.expressed_vertices()[vid]).float()
+    cam = verts @ torch.from_numpy(r.rotation).float().T + torch.from_numpy(r.translation).float()
+    frags = rasterize(project(cam[None], r.focal / k, (size, size), principal), skin_tris, (size, size),
+                      cull_backfaces=True)
+    normals = interpolate(vertex_normals(cam[None], skin_tris), frags, skin_tris)
+    sh = ambient_sh(0.55)
+    sh[0, [2, 11, 20]] = 0.45  # light from the camera
+    grey = shade(torch.full_like(normals, 0.85), torch.nn.functional.normalize(normals, dim=-1), sh)
+    grey, mask = grey.clamp(0, 1)[0].numpy(), frags.mask[0].numpy()
+    out = window.image.astype(np.float32) / 255
+    out[mask] = 0.45 * out[mask] + 0.55 * grey[mask]
+    edge = mask & ~(np.roll(mask, 1, 0) & np.roll(mask, -1, 0) & np.roll(mask, 1, 1) & np.roll(mask, -1, 1))
+    out[edge] = (0.1, 0.9, 0.2)
+    img = Image.fromarray((out * 255).round().astype(np.uint8))
+    d = ImageDraw.Draw(img)
+    for pts, colour in ((r.landmarks, (255, 40, 40)), (r.fitted_landmarks, (60, 120, 255))):
+        for x, y in window.points_to_crop(pts.astype(np.float64)):
+            d.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=colour)
+    buf = io.BytesIO()
+    img.save(buf, format="PNG")
+    _atomic_bytes(path, buf.getvalue())
+    return path

@@ -1,0 +1,138 @@
+"""FaceResult: everything Blender (or another tool) needs to build one reconstructed head, in one versioned `.npz`
+(no pickle). numpy only: the Blender add-on reads it without torch.
+
+Frames (backend/model_file.py and camera.py): the head in model space (metres; +x subject's left, +y up, +z out of
+the face); `rotation` and `translation` place it in camera space (camera at the origin looking down -z, +y up):
+    camera_point = rotation @ model_point + translation
+and the camera with `focal` (pixels) over an image of `image_size` (H, W) sees it as the photo does.
+
+Arrays (V vertices, F polygons, C corners, E expressions, M materials, T texture side):
+    format: str, FORMAT; format_version: int, FORMAT_VERSION
+    vertices: [V, 3] float32, the person's neutral face (identity, no expression), metres, model space
+    polygon_sizes: [F] int32; corner_vertex: [C] int32; corner_uv: [C, 2] float32 (UDIM tile in floor(u))
+    polygon_material: [F] int32; material_names: [M] str; material_parts: [M] str (model_file.PARTS)
+    expression_names: [E] str (ARKit style); expression_deltas: [E, V, 3] float32, metres at weight 1
+    expression_weights: [E] float32 in [0, 1], the expression seen in the photo
+    rotation: [3, 3] float32; translation: [3] float32 metres; focal: float32 pixels; image_size: [2] int32 (H, W)
+    texture: [T, T, 3] uint8 sRGB, the albedo of the face skin (material part "skin", UDIM tile texture_tile)
+    texture_tile: int32
+    landmarks: [68, 2] float32 photo pixels (0-based centres) as detected; fitted_landmarks: [68, 2] as fitted
+    identity: [K] float32 coefficients; sh: [27] float32 light
+    photo: str, the photo's path; face_index: int32 (0 = largest face)
+    metadata: str, JSON (mlaface version, landmark provider, network weights, fitting losses, timings)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import zipfile
+from dataclasses import dataclass, fields
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlafaceError
+
+FORMAT = "mlaface.face_result"
+FORMAT_VERSION = 1
+
+
+@dataclass(frozen=True)
+class FaceResult:
+    """One reconstructed face (shapes in this module's docstring)."""
+
+    vertices: np.ndarray
+    polygon_sizes: np.ndarray
+    corner_vertex: np.ndarray
+    corner_uv: np.ndarray
+    polygon_material: np.ndarray
+    material_names: np.ndarray
+    material_parts: np.ndarray
+    expression_names: np.ndarray
+    expression_deltas: np.ndarray
+    expression_weights: np.ndarray
+    rotation: np.ndarray
+    translation: np.ndarray
+    focal: float
+    image_size: np.ndarray
+    texture: np.ndarray
+    texture_tile: int
+    landmarks: np.ndarray
+    fitted_landmarks: np.ndarray
+    identity: np.ndarray
+    sh: np.ndarray
+    photo: str
+    face_index: int
+    metadata: str
+
+    @property
+    def meta(self) -> dict:
+        return json.loads(self.metadata)
+
+    def expressed_vertices(self, weights: np.ndarray | None = None) -> np.ndarray:
+        """[V, 3] the face with an expression (default: the photo's), model space."""
+        w = self.expression_weights if weights is None else weights
+        return self.vertices + np.tensordot(w, self.expression_deltas, axes=1)
+
+    def check(self, where: str = "face result") -> None:
+        V, E = len(self.vertices), len(self.expression_names)
+        problems = []
+        if self.vertices.shape != (V, 3) or self.expression_deltas.shape != (E, V, 3):
+            problems.append("vertex and expression arrays disagree")
+        if self.expression_weights.shape != (E,):
+            problems.append("expression weights do not match the expression names")
+        if int(self.polygon_sizes.sum()) != len(self.corner_vertex) or len(self.corner_uv) != len(self.corner_vertex):
+            problems.append("polygon corners do not add up")
+        if len(self.corner_vertex) and (self.corner_vertex.min() < 0 or self.corner_vertex.max() >= V):
+            problems.append("polygons refer to missing vertices")
+        if self.rotation.shape != (3, 3) or self.translation.shape != (3,) or self.image_size.shape != (2,):
+            problems.append("pose or camera has the wrong shape")
+        if self.texture.ndim != 3 or self.texture.shape[2] != 3 or self.texture.dtype != np.uint8:
+            problems.append("texture must be [T, T, 3] uint8")
+        if problems:
+            raise MlafaceError(f"{where}: invalid face result: " + "; ".join(problems))
+
+
+_SCALARS = {"focal": float, "texture_tile": int, "photo": str, "face_index": int, "metadata": str}
+
+
+def write_result(path: str | Path, result: FaceResult) -> Path:
+    """Write atomically (a temporary file renamed into place): never a half-written result."""
+    path = Path(path)
+    result.check(str(path))
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    arrays = {f.name: np.asarray(getattr(result, f.name)) for f in fields(result)}
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION), **arrays)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_result(path: str | Path) -> FaceResult:
+    """Read and check a FaceResult file; every problem is an MlafaceError naming the file."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlafaceError(f"{path}: face result not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MlafaceError(f"{path}: not a readable face result ({e})") from None
+    if str(arrays.get("format", "")) != FORMAT:
+        raise MlafaceError(f"{path}: not an mlaface face result")
+    version = int(arrays["format_version"])
+    if version != FORMAT_VERSION:
+        raise MlafaceError(f"{path}: face result format version {version}; this mlaface reads {FORMAT_VERSION}")
+    missing = [f.name for f in fields(FaceResult) if f.name not in arrays]
+    if missing:
+        raise MlafaceError(f"{path}: face result lacks {', '.join(missing)}")
+    values = {f.name: arrays[f.name] for f in fields(FaceResult)}
+    for name, kind in _SCALARS.items():
+        values[name] = kind(values[name])
+    result = FaceResult(**values)
+    result.check(str(path))
+    return result

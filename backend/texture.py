@@ -1,0 +1,91 @@
+"""Unwrap a photo into the face's UV tile: an albedo texture for artists.
+
+For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, u <-> 1 - u, on ICT-FaceKit):
+1. find its surface point by rasterizing the skin triangles in UV space (backend.render, once per size);
+2. project the point into a window of the photo around the face; it counts where the z-buffer of the head
+   rendered into that window sees it (visibility), faded towards grazing angles (n . view from FADE to 1);
+3. divide out the fitted SH shading (in linear RGB) to get albedo;
+4. fill what the photo does not show from the mirrored texel, and the rest from the mean skin tone (later: the
+   albedo model), blended by coverage so there are no hard seams.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from .align import crop_from_box
+from .camera import project
+from .render import Fragments, interpolate, rasterize, texture
+from .shading import irradiance, vertex_normals
+
+FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
+DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
+
+
+def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
+    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0) + 0.055) / 1.055) ** 2.4)
+
+
+def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
+    x = x.clamp(0, 1)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
+
+
+def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
+    """Rasterize triangles in UV space: uvs [U, 2] (tile 0..1), uv_faces [T, 3] -> fragments of a size x size
+    texture (row 0 at v = 1, the top of the image)."""
+    pix = torch.stack([uvs[:, 0] * size, (1 - uvs[:, 1]) * size, torch.ones_like(uvs[:, 0])], dim=-1)
+    return rasterize(pix[None], uv_faces, (size, size))
+
+
+def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, triangles: torch.Tensor, skin: torch.Tensor,
+                    uvs: torch.Tensor, uv_faces: torch.Tensor, focal: float, sh: torch.Tensor,
+                    box: tuple[float, float, float, float], size: int = 1024) -> np.ndarray:
+    """The face albedo texture [size, size, 3] uint8 sRGB.
+
+    photo: [H, W, 3] uint8; cam_verts: [V, 3] camera space (fitted, with expression); triangles: [T, 3] all the
+    head's opaque triangles (they occlude); skin: [T] bool, the triangles of the face tile; uvs: [U, 2] face-tile
+    UVs; uv_faces: [T, 3] UV corners of every triangle (used where skin); focal: pixels; sh: [27] fitted light;
+    box: the face's landmark box in photo pixels (the window is a square around it).
+    """
+    device = cam_verts.device
+    H, W = photo.shape[:2]
+    window = crop_from_box(photo, box, size=size, scale=1.8)
+    k = float(window.to_photo[0, 0])  # photo pixels per window pixel
+    origin = torch.tensor(window.to_photo[:, 2], dtype=torch.float32, device=device)
+    principal = ((torch.tensor([W / 2, H / 2], device=device) - origin - 0.5) / k + 0.5)[None]
+    screen = project(cam_verts[None], focal / k, (size, size), principal)
+    zbuf = rasterize(screen, triangles, (size, size)).depth  # [1, s, s]
+
+    skin_faces, skin_uv = triangles[skin], uv_faces[skin]
+    frags = uv_raster(uvs, skin_uv, size)
+    covered = frags.mask[0]
+    where = interpolate(screen[0], frags, skin_faces)[0]  # [s, s, 3] window pixel x, y and depth per texel
+    normals = F.normalize(interpolate(vertex_normals(cam_verts[None], triangles)[0], frags, skin_faces)[0], dim=-1)
+    points = interpolate(cam_verts, frags, skin_faces)[0]
+    view = F.normalize(-points, dim=-1)
+    cosine = (normals * view).sum(-1)
+
+    # visibility: the texel's depth against the z-buffer where it lands
+    grid = torch.stack([where[..., 0] / size * 2 - 1, where[..., 1] / size * 2 - 1], -1)[None]
+    seen_depth = F.grid_sample(zbuf[:, None], grid, mode="nearest", padding_mode="border", align_corners=False)[0, 0]
+    visible = covered & (where[..., 2] <= seen_depth + DEPTH_TOLERANCE)
+    weight = visible * ((cosine - FADE[0]) / (FADE[1] - FADE[0])).clamp(0, 1)
+
+    image = torch.from_numpy(window.image).to(device).permute(2, 0, 1).float() / 255
+    uv_in_window = torch.stack([where[..., 0] / size, 1 - where[..., 1] / size], -1)[None]
+    colour = srgb_to_linear(texture(image, uv_in_window)[0])
+    shading = irradiance(normals[None], sh[None].to(normals))[0].clamp(min=0.05)
+    albedo = (colour / shading).clamp(0, 1)
+
+    w = weight[..., None]
+    mirrored_albedo, w_m = albedo.flip(1), w.flip(1)
+    both = w + (1 - w) * w_m
+    combined = (w * albedo + (1 - w) * w_m * mirrored_albedo) / both.clamp(min=1e-6)
+    seen = both[..., 0] > 0.5
+    mean_skin = albedo[seen].median(0).values if seen.any() else torch.tensor([0.55, 0.4, 0.33], device=device)
+    out = combined * both + mean_skin * (1 - both)
+    out = torch.where(covered[..., None], out, mean_skin)  # UV gaps: no hard seams at tile edges
+    return (linear_to_srgb(out) * 255).round().byte().cpu().numpy()
