@@ -3,6 +3,9 @@
     mlaface model install --from PATH | --download [--url URL] [-o FILE]
     mlaface model info [--model FILE]
     mlaface landmarks PHOTOS... [--provider auto|dlib|fan] [--largest] [-o OUT.json]
+    mlaface reconstruct PHOTOS... -o OUTDIR [--device auto|cpu|cuda] [--fit-steps N] [--texture-size N]
+                        [--formats npz,obj,glb,overlay] [--all-faces] [--same-person]
+    mlaface worker [--device ...]      (JSON lines on stdin/stdout, for the Blender add-on)
 
 Problems the user can fix print one `mlaface: error: ...` line and exit with status 1.
 """
@@ -105,6 +108,58 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
     return 1 if failed else 0
 
 
+def cmd_reconstruct(args: argparse.Namespace) -> int:
+    from .batch import parse_formats, prepare_output, reconstruct_batch
+    from .image_io import find_photos
+    from .pipeline import ReconstructOptions, Reconstructor
+
+    formats = parse_formats(args.formats)
+    if not 512 <= args.texture_size <= 2048:
+        raise MlafaceError(f"--texture-size must be between 512 and 2048, got {args.texture_size}")
+    if args.fit_steps < 0:
+        raise MlafaceError(f"--fit-steps must be 0 or more, got {args.fit_steps}")
+    photos = find_photos(args.photos)
+    if not photos:
+        raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
+    folder = prepare_output(args.output)
+    start = time.perf_counter()
+    rec = Reconstructor(ReconstructOptions(device=args.device, fit_steps=args.fit_steps,
+                                           texture_size=args.texture_size, provider=args.provider,
+                                           all_faces=args.all_faces, model=args.model, weights=args.weights))
+    print(f"mlaface {__version__}: {len(photos)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
+          f"network: {rec.weights or 'no trained weights (fitting only)'}", file=sys.stderr)
+    faces, failures = 0, []
+    for event in reconstruct_batch(rec, photos, folder, formats, args.same_person):
+        if event["event"] == "progress":
+            _progress_bar(event["done"], event["total"], Path(event["photo"]).name, start)
+        elif event["event"] == "result":
+            faces += 1
+        else:
+            failures.append((event["photo"], event["message"]))
+    print(file=sys.stderr)
+    failed_photos = len({photo for photo, _ in failures})
+    print(f"{len(photos) - failed_photos} of {len(photos)} photos reconstructed ({faces} faces) into {folder} "
+          f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    for _, message in failures:
+        print(f"mlaface: error: {message}", file=sys.stderr)
+    return 1 if failures else 0
+
+
+def _progress_bar(done: int, total: int, name: str, start: float) -> None:
+    width = 30
+    filled = width * done // max(total, 1)
+    print(f"\r[{'#' * filled}{'.' * (width - filled)}] {done}/{total} {time.perf_counter() - start:6.1f} s "
+          f"{name[:40]:40s}", end="", file=sys.stderr, flush=True)
+
+
+def cmd_worker(args: argparse.Namespace) -> int:
+    from .pipeline import ReconstructOptions
+    from .worker import serve
+
+    return serve(sys.stdin, sys.stdout, ReconstructOptions(device=args.device, provider=args.provider,
+                                                           model=args.model, weights=args.weights))
+
+
 def write_text_atomic(path: Path, text: str) -> None:
     tmp = path.with_name(f".{path.name}.partial")
     try:
@@ -144,6 +199,23 @@ def build_parser() -> argparse.ArgumentParser:
     lm.add_argument("--largest", action="store_true", help="only the largest face of each photo")
     lm.add_argument("-o", "--output", metavar="OUT.json", help="write here instead of printing")
     lm.set_defaults(func=cmd_landmarks)
+
+    rc = commands.add_parser("reconstruct", help="photos to textured 3D faces (npz, obj, glb, overlay png)")
+    rc.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, folders or glob patterns")
+    rc.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    rc.add_argument("--fit-steps", type=int, default=150, help="test-time fitting iterations (0: none)")
+    rc.add_argument("--texture-size", type=int, default=1024, help="texture side in pixels, 512-2048")
+    rc.add_argument("--formats", default="npz,obj,glb,overlay", help="comma-separated: npz, obj, glb, overlay")
+    rc.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
+    rc.add_argument("--same-person", action="store_true",
+                    help="the photos show one person: fit one identity, an expression and pose per photo")
+    for p in (rc, commands.add_parser("worker", help="serve the Blender add-on: JSON lines on stdin/stdout")):
+        p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+        p.add_argument("--provider", default="auto", help="landmark provider: auto, dlib or fan")
+        p.add_argument("--model", metavar="FILE", default=None, help="face model file")
+        p.add_argument("--weights", metavar="FILE", default=None, help="network weights")
+    rc.set_defaults(func=cmd_reconstruct)
+    commands.choices["worker"].set_defaults(func=cmd_worker)
     return parser
 
 

@@ -1,8 +1,8 @@
 """Test-time fitting of the face model to photos (analysis by synthesis, Adam in PyTorch).
 
-Unknowns per photo: expression (53 weights, projected back into [0, 1] after every step), rotation, translation, focal length
-(pixels, with a prior), SH light (27) and a constant skin albedo; identity (100) per photo, or one for all photos
-of a person (`shared_identity`). Terms:
+Unknowns per photo: expression (53 weights, projected back into [0, 1] after every step), rotation, translation,
+focal length (pixels, with a prior), SH light (27) and a constant skin albedo; identity (100) per photo, or one
+for all photos of a person (`shared_identity`). Terms:
 - landmarks: the model's 68 landmark vertices projected into the photo against the detected points, normalised
   by the face's size. The jaw contour (iBUG 0-16) weighs less, and on a face turned more than CONTOUR_YAW_DEG the
   contour of the far side is dropped: there the detector follows the silhouette, not fixed points of the face;

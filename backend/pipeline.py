@@ -8,9 +8,10 @@ fitting -> texture -> FaceResult.
 
 from __future__ import annotations
 
+import copy
 import json
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -74,6 +75,12 @@ class Reconstructor:
         tile = d.material_tiles[list(d.material_names).index(TEXTURE_MATERIAL)]
         self.texture_tile = int(tile)
         self._uvs = torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(self.device)
+
+    def with_options(self, **changes) -> Reconstructor:
+        """The same loaded models with other run options (fit_steps, texture_size, all_faces)."""
+        other = copy.copy(self)
+        other.options = replace(self.options, **changes)
+        return other
 
     def detect(self, path: str | Path) -> tuple[np.ndarray, list[Face]]:
         image = load_image(path)

@@ -1,0 +1,118 @@
+"""Reconstruct a list of photos into an output folder, one event at a time: shared by `mlaface reconstruct` and the
+worker. A photo that fails is reported with its reason and the others go on; every file is written atomically.
+
+Events (dicts): {"event": "progress", "done", "total", "photo", "stage"}, {"event": "result", "photo",
+"face_index", "files": {format: path}}, {"event": "error", "photo", "message"}.
+Outputs are named after the photo: einstein.npz, einstein.obj (+ .mtl, _texture.png), einstein.glb,
+einstein_overlay.png; with several faces in a photo, einstein_face0.npz, einstein_face1.npz, ...
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+from .errors import MlafaceError
+from .export import write_glb, write_obj, write_overlay
+from .face_result import FaceResult, write_result
+from .image_io import load_image
+from .pipeline import Reconstructor
+
+FORMATS = ("npz", "obj", "glb", "overlay")
+
+
+class Cancelled(Exception):
+    """Raised inside a reconstruction when the caller asked to stop."""
+
+
+def parse_formats(text: str | list[str]) -> list[str]:
+    names = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
+    unknown = [f for f in names if f not in FORMATS]
+    if unknown or not names:
+        raise MlafaceError(f"unknown output format(s) {', '.join(unknown) or '(none)'}; "
+                           f"choose from {', '.join(FORMATS)}")
+    return names
+
+
+def prepare_output(folder: str | Path) -> Path:
+    """Create the output folder and check that files can be written there."""
+    folder = Path(folder)
+    try:
+        folder.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise MlafaceError(f"{folder}: cannot create the output folder ({e.strerror})") from None
+    if not os.access(folder, os.W_OK | os.X_OK):
+        raise MlafaceError(f"{folder}: output folder is not writable")
+    return folder
+
+
+def write_outputs(result: FaceResult, folder: Path, stem: str, formats: list[str]) -> dict[str, str]:
+    """Write the chosen formats of one result; {format: path}. A failure removes what this call wrote."""
+    written: list[Path] = []
+    files: dict[str, str] = {}
+    try:
+        for fmt in formats:
+            if fmt == "npz":
+                paths = [write_result(folder / f"{stem}.npz", result)]
+            elif fmt == "obj":
+                paths = write_obj(result, folder / f"{stem}.obj")
+            elif fmt == "glb":
+                paths = [write_glb(result, folder / f"{stem}.glb")]
+            else:
+                paths = [write_overlay(result, load_image(result.photo), folder / f"{stem}_overlay.png")]
+            written += paths
+            files[fmt] = str(paths[0])
+    except OSError as e:
+        for p in written:
+            p.unlink(missing_ok=True)
+        raise MlafaceError(f"{folder}: could not write the outputs of {stem} ({e.strerror or e})") from None
+    return files
+
+
+def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, formats: list[str],
+                      same_person: bool = False, should_stop: Callable[[], bool] = lambda: False
+                      ) -> Iterator[dict]:
+    """Events of reconstructing `photos` into `folder` (see the module docstring). Stops between photos, or inside
+    a fit, once should_stop() is true (raising Cancelled out of the current photo, whose files are not written)."""
+    total = len(photos)
+
+    def progress(photo: Path, stage: str, done: int) -> dict:
+        return {"event": "progress", "done": done, "total": total, "photo": str(photo), "stage": stage}
+
+    def stop_check(_step: int, _steps: int) -> None:
+        if should_stop():
+            raise Cancelled()
+
+    if same_person:
+        yield progress(photos[0], "fitting one identity to all photos", 0)
+        try:
+            results = rec.reconstruct_same_person(photos, stop_check)
+        except MlafaceError as e:
+            yield {"event": "error", "photo": ", ".join(map(str, photos)), "message": str(e)}
+            return
+        for done, (photo, result) in enumerate(zip(photos, results, strict=True), start=1):
+            yield _written(result, folder, photo.stem, formats, photo)
+            yield progress(photo, "written", done)
+        return
+    for done, photo in enumerate(photos):
+        if should_stop():
+            raise Cancelled()
+        yield progress(photo, "reconstructing", done)
+        try:
+            results = rec.reconstruct(photo, stop_check)
+            for result in results:
+                stem = photo.stem if len(results) == 1 else f"{photo.stem}_face{result.face_index}"
+                yield _written(result, folder, stem, formats, photo)
+        except MlafaceError as e:
+            yield {"event": "error", "photo": str(photo), "message": str(e)}
+    yield progress(photos[-1], "finished", total) if photos else progress(Path(), "finished", 0)
+
+
+def _written(result: FaceResult, folder: Path, stem: str, formats: list[str], photo: Path) -> dict:
+    try:
+        files = write_outputs(result, folder, stem, formats)
+    except MlafaceError as e:
+        return {"event": "error", "photo": str(photo), "message": str(e)}
+    return {"event": "result", "photo": str(photo), "face_index": result.face_index, "files": files,
+            "landmark_nme": result.meta["landmark_nme_end"]}
