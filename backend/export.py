@@ -49,6 +49,16 @@ def _material_is_textured(r: FaceResult, m: int) -> bool:
     return str(r.material_parts[m]) == "skin" and int(np.floor(_material_uv(r, m)[:, 0].min())) == r.texture_tile
 
 
+def _colour(r: FaceResult, part: str) -> tuple[float, float, float]:
+    """Linear RGB of an untextured part; skin outside the texture takes the texture's median skin tone."""
+    if part != "skin":
+        return PART_COLOURS[part]
+    t = r.texture.shape[0]
+    srgb = np.median(r.texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
+    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
+    return tuple(float(c) for c in linear)
+
+
 def _material_uv(r: FaceResult, m: int) -> np.ndarray:
     return r.corner_uv[np.repeat(r.polygon_material == m, r.polygon_sizes)]
 
@@ -77,7 +87,7 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
         part = str(r.material_parts[m])
         if part not in EXPORT_PARTS:
             continue
-        colour = PART_COLOURS[part]
+        colour = _colour(r, part)
         materials += [f"newmtl {name}", f"Kd {colour[0]:.3f} {colour[1]:.3f} {colour[2]:.3f}", "Ks 0.05 0.05 0.05",
                       "Ns 20", "illum 2"]
         if _material_is_textured(r, m):
@@ -145,7 +155,7 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
             continue
         part = str(r.material_parts[m])
         mat = {"name": str(name), "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 0.6,
-                                                            "baseColorFactor": [*PART_COLOURS[part], 1.0]}}
+                                                            "baseColorFactor": [*_colour(r, part), 1.0]}}
         if _material_is_textured(r, m):
             mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
             mat["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]

@@ -1,0 +1,108 @@
+"""`mlaface worker`, the real subprocess, driven over its JSON-lines protocol: malformed lines, unknown commands,
+status, a reconstruct cancelled mid-batch, shutdown; and a worker whose model cannot load."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+from backend.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
+
+pytest.importorskip("dlib", reason="the dlib extra is not installed")
+FACES = SHARED_DATA / "faces"
+MLAFACE = Path(sys.executable).parent / "mlaface"
+
+
+class Worker:
+    """A worker subprocess with a reader thread collecting its events."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen([str(MLAFACE), "worker", "--device", "cpu", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.events: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def send(self, message: dict | str) -> None:
+        self.proc.stdin.write(message if isinstance(message, str) else encode(message))
+        self.proc.stdin.flush()
+
+    def wait_for(self, predicate, timeout: float = 120.0) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in list(self.events):
+                if predicate(e):
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no such event within {timeout} s; got {self.events}")
+
+
+def test_protocol_lines():
+    assert decode_request('{"id": "1", "cmd": "status"}') == {"id": "1", "cmd": "status"}
+    for line, message in [("not json", "not JSON"), ("[1]", "not a JSON object"), ('{"cmd": "status"}', "id"),
+                          ('{"id": "2", "cmd": "dance"}', "unknown command 'dance'"),
+                          ('{"id": "3", "cmd": "reconstruct", "photos": []}', "non-empty list"),
+                          ('{"id": "4", "cmd": "cancel"}', "target")]:
+        with pytest.raises(ProtocolError, match=message):
+            decode_request(line)
+    assert encode({"a": 1}) == '{"a":1}\n'
+
+
+def test_worker_session(real_model_path, tmp_path):
+    if not FACES.is_dir():
+        pytest.skip(f"{FACES} is absent")
+    w = Worker("--model", str(real_model_path))
+    ready = w.wait_for(lambda e: e["event"] == "ready")
+    assert ready["ok"] and ready["protocol"] == PROTOCOL_VERSION and ready["landmarks"] == "dlib"
+
+    w.send("this is not json\n")
+    w.wait_for(lambda e: e["event"] == "error" and e["id"] is None and "malformed" in e["message"])
+    w.send({"id": "u", "cmd": "fly"})
+    w.wait_for(lambda e: e["id"] == "u" and e["event"] == "error" and "unknown command" in e["message"])
+    w.send({"id": "s", "cmd": "status"})
+    assert w.wait_for(lambda e: e["id"] == "s")["event"] == "status"
+
+    photos = [str(FACES / "takeo.ppm"), str(FACES / "einstein.jpg"), str(FACES / "lenna.png")]
+    out = tmp_path / "out"
+    w.send({"id": "r1", "cmd": "reconstruct", "photos": photos, "output": str(out),
+            "options": {"fit_steps": 30, "texture_size": 512, "formats": ["npz"]}})
+    first = w.wait_for(lambda e: e["id"] == "r1" and e["event"] == "result")
+    assert first["photo"] == photos[0] and Path(first["files"]["npz"]).is_file()
+    w.send({"id": "c1", "cmd": "cancel", "target": "r1"})
+    w.wait_for(lambda e: e["id"] == "c1" and e["event"] == "ok")
+    done = w.wait_for(lambda e: e["id"] == "r1" and e["event"] == "done")
+    assert done["cancelled"] and done["ok"] >= 1
+    written = sorted(p.name for p in out.iterdir())
+    assert "takeo.npz" in written and "lenna.npz" not in written  # stopped before the last photo
+    assert not any(name.endswith(".partial") for name in written)
+
+    w.send({"id": "r2", "cmd": "reconstruct", "photos": [str(tmp_path / "missing.jpg")], "output": str(out)})
+    err = w.wait_for(lambda e: e["id"] == "r2" and e["event"] == "error")
+    assert "missing.jpg: file not found" in err["message"]
+    assert not w.wait_for(lambda e: e["id"] == "r2" and e["event"] == "done")["cancelled"]
+
+    w.send({"id": "bye", "cmd": "shutdown"})
+    w.wait_for(lambda e: e["event"] == "bye" and e["id"] == "bye")
+    assert w.proc.wait(timeout=30) == 0
+
+
+def test_worker_without_model_reports_and_keeps_serving(tmp_path):
+    w = Worker("--model", str(tmp_path / "absent.npz"))
+    ready = w.wait_for(lambda e: e["event"] == "ready")
+    assert not ready["ok"] and "absent.npz: face model file not found" in ready["error"]
+    w.send({"id": "r", "cmd": "reconstruct", "photos": ["a.jpg"], "output": str(tmp_path)})
+    assert "could not start" in w.wait_for(lambda e: e["id"] == "r" and e["event"] == "error")["message"]
+    w.proc.stdin.close()  # end of input: the worker says bye and exits
+    w.wait_for(lambda e: e["event"] == "bye")
+    assert w.proc.wait(timeout=30) == 0
