@@ -1,13 +1,16 @@
 """Build the installable Blender extension: `python build_addon.py` writes dist/mlaface-<version>.zip holding
-the add-on (blender_addon/) at the zip's root and the backend package beside it, for the worker to run."""
+the add-on (blender_addon/) at the zip's root and the backend package beside it, for the worker to run, then
+checks it with Blender's own extension validator (bl_pkg's `blender_ext.py validate`) where bpy is installed."""
 
 from __future__ import annotations
 
 import argparse
+import importlib.util
+import subprocess
+import sys
+import tomllib
 import zipfile
 from pathlib import Path
-
-import tomllib
 
 ROOT = Path(__file__).resolve().parent
 SKIP = {"__pycache__"}
@@ -33,10 +36,32 @@ def build(out_dir: Path) -> Path:
     return out
 
 
+def blender_validator() -> Path | None:
+    """Blender's extension command-line tool inside the bpy package, if bpy is installed."""
+    spec = importlib.util.find_spec("bpy")
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    hits = sorted(Path(next(iter(spec.submodule_search_locations))).glob("*/scripts/addons_core/bl_pkg/cli/"
+                                                                          "blender_ext.py"))
+    return hits[-1] if hits else None
+
+
+def validate(zip_path: Path) -> str:
+    """Run Blender's validator on the zip: its message; SystemExit when the zip is invalid."""
+    tool = blender_validator()
+    if tool is None:
+        return "not validated (bpy is not installed: pip install 'mlaface[blender]')"
+    r = subprocess.run([sys.executable, str(tool), "validate", str(zip_path)], capture_output=True, text=True)
+    if r.returncode != 0:
+        raise SystemExit(f"{zip_path}: Blender's extension validator rejects it:\n{r.stdout}{r.stderr}")
+    return "valid (Blender's extension validator)"
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("-o", "--out-dir", type=Path, default=ROOT / "dist")
-    print(f"wrote {build(parser.parse_args().out_dir)}")
+    out = build(parser.parse_args().out_dir)
+    print(f"wrote {out}: {validate(out)}")
 
 
 if __name__ == "__main__":

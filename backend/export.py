@@ -20,8 +20,6 @@ from PIL import Image, ImageDraw
 from .face_result import FaceResult
 
 EXPORT_PARTS = ("skin", "mouth", "teeth", "eye", "eyelashes")
-PART_COLOURS = {"skin": (0.8, 0.62, 0.52), "mouth": (0.55, 0.2, 0.22), "teeth": (0.92, 0.9, 0.84),
-                "eye": (0.9, 0.9, 0.9), "eyelashes": (0.05, 0.04, 0.04)}
 
 
 def _atomic_bytes(path: Path, data: bytes) -> None:
@@ -42,25 +40,6 @@ def _png_bytes(image: np.ndarray) -> bytes:
 def _exported_polygons(r: FaceResult) -> np.ndarray:
     """[F] bool: polygons whose material part is exported."""
     return np.isin(r.material_parts[r.polygon_material], EXPORT_PARTS)
-
-
-def _material_is_textured(r: FaceResult, m: int) -> bool:
-    """The face texture covers the skin polygons of its UDIM tile."""
-    return str(r.material_parts[m]) == "skin" and int(np.floor(_material_uv(r, m)[:, 0].min())) == r.texture_tile
-
-
-def _colour(r: FaceResult, part: str) -> tuple[float, float, float]:
-    """Linear RGB of an untextured part; skin outside the texture takes the texture's median skin tone."""
-    if part != "skin":
-        return PART_COLOURS[part]
-    t = r.texture.shape[0]
-    srgb = np.median(r.texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
-    linear = np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4)
-    return tuple(float(c) for c in linear)
-
-
-def _material_uv(r: FaceResult, m: int) -> np.ndarray:
-    return r.corner_uv[np.repeat(r.polygon_material == m, r.polygon_sizes)]
 
 
 def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
@@ -87,10 +66,10 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
         part = str(r.material_parts[m])
         if part not in EXPORT_PARTS:
             continue
-        colour = _colour(r, part)
+        colour = r.colour(m)
         materials += [f"newmtl {name}", f"Kd {colour[0]:.3f} {colour[1]:.3f} {colour[2]:.3f}", "Ks 0.05 0.05 0.05",
                       "Ns 20", "illum 2"]
-        if _material_is_textured(r, m):
+        if r.is_textured(m):
             materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
     _atomic_bytes(png, _png_bytes(r.texture))
     _atomic_bytes(mtl, ("\n".join(materials) + "\n").encode())
@@ -153,10 +132,9 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
         sel = tris[tri_mat == m]
         if not len(sel):
             continue
-        part = str(r.material_parts[m])
         mat = {"name": str(name), "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 0.6,
-                                                            "baseColorFactor": [*_colour(r, part), 1.0]}}
-        if _material_is_textured(r, m):
+                                                            "baseColorFactor": [*r.colour(m), 1.0]}}
+        if r.is_textured(m):
             mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
             mat["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]
         materials.append(mat)

@@ -36,6 +36,9 @@ from .errors import MlafaceError
 
 FORMAT = "mlaface.face_result"
 FORMAT_VERSION = 1
+PART_COLOURS = {"skin": (0.8, 0.62, 0.52), "mouth": (0.55, 0.2, 0.22), "teeth": (0.92, 0.9, 0.84),
+                "eye": (0.9, 0.9, 0.9), "eyelashes": (0.05, 0.04, 0.04), "other": (0.5, 0.5, 0.5)}
+IRIS_COLOUR = (0.2, 0.12, 0.06)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,24 @@ class FaceResult:
         """[V, 3] the face with an expression (default: the photo's), model space."""
         w = self.expression_weights if weights is None else weights
         return self.vertices + np.tensordot(w, self.expression_deltas, axes=1)
+
+    def is_textured(self, material: int) -> bool:
+        """Whether the face texture covers this material: skin in the texture's UDIM tile."""
+        uv = self.corner_uv[np.repeat(self.polygon_material == material, self.polygon_sizes)]
+        return (str(self.material_parts[material]) == "skin" and len(uv) > 0
+                and int(np.floor(uv[:, 0].min())) == self.texture_tile)
+
+    def colour(self, material: int) -> tuple[float, float, float]:
+        """Linear RGB for an untextured material: irises brown, skin outside the texture the texture's median
+        skin tone, other parts a fixed colour of their kind."""
+        name, part = str(self.material_names[material]), str(self.material_parts[material])
+        if "Iris" in name:
+            return IRIS_COLOUR
+        if part != "skin":
+            return PART_COLOURS.get(part, PART_COLOURS["other"])
+        t = self.texture.shape[0]
+        srgb = np.median(self.texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
+        return tuple(float(c) for c in np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4))
 
     def check(self, where: str = "face result") -> None:
         V, E = len(self.vertices), len(self.expression_names)

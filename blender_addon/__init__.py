@@ -1,10 +1,24 @@
-"""mlaface for Blender: reconstructs faces through the mlaface backend, run in its own Python as a worker
-subprocess (Blender's Python has no torch). This module never imports torch or the backend."""
+"""mlaface for Blender: reconstructs faces from photos through the mlaface backend, run in its own Python as a
+worker subprocess (Blender's Python has no torch; this package never imports torch). Registers the preferences,
+the operators and the sidebar panel, in that order, and unregisters them in reverse."""
+
+from . import operators, panels, preferences, session
+
+modules = (preferences, operators, panels)
 
 
 def register() -> None:
-    pass
+    import bpy
+
+    for module in modules:
+        for cls in module.classes:
+            bpy.utils.register_class(cls)
 
 
 def unregister() -> None:
-    pass
+    import bpy
+
+    session.stop()
+    for module in reversed(modules):
+        for cls in reversed(module.classes):
+            bpy.utils.unregister_class(cls)

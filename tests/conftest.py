@@ -4,6 +4,8 @@ hand-made ICT-FaceKit-like OBJ set."""
 from __future__ import annotations
 
 import json
+import os
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -126,3 +128,22 @@ def make_tiny_facekit(folder: Path) -> Path:
 @pytest.fixture
 def tiny_facekit(tmp_path) -> Path:
     return make_tiny_facekit(tmp_path / "FaceXModel")
+
+
+# --- bpy at exit ------------------------------------------------------------------------------------------------
+# bpy as a Python module can hang at interpreter exit after printing its memory-leak report (seen here, about one
+# run in two, with torch loaded in the same process). Once pytest has reported everything, a process that imported
+# bpy ends at once with pytest's own exit status.
+_EXIT_STATUS = {"code": 0}
+
+
+def pytest_sessionfinish(session, exitstatus):
+    _EXIT_STATUS["code"] = int(exitstatus)
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_unconfigure(config):
+    if "bpy" in sys.modules:
+        sys.stdout.flush()
+        sys.stderr.flush()
+        os._exit(_EXIT_STATUS["code"])

@@ -2,9 +2,8 @@
 
 from __future__ import annotations
 
-import zipfile
-
 import tomllib
+import zipfile
 
 import backend
 from build_addon import ROOT, build

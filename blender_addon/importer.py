@@ -1,0 +1,163 @@
+"""FaceResult -> Blender data. Reading and checking the file is backend/face_result.py's job (numpy only); this
+module builds: a mesh with the model's quads and UVs, materials (the face texture packed into the .blend; plain
+colours for eyes, teeth, mouth; the see-through eye helper layers left out), 53 ARKit-named shape keys with the
+photo's weights (Basis = the person's neutral face), the head pose on the object transform and, optionally, a camera
+matched to the photo with the photo as its background.
+
+Frames: mlaface's model and camera spaces are y-up (backend/camera.py); Blender is z-up. Blender world = camera
+space turned +90 degrees about x, so the matched camera sits at the origin looking along +y, and a head's mesh is
+stored upright (z up, face towards -y, Blender's front view).
+"""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import bpy
+import numpy as np
+from mathutils import Matrix
+
+LEFT_OUT = ("eye_helper",)
+Y_UP_TO_Z_UP = Matrix.Rotation(math.radians(90), 4, "X")
+
+
+def _to_z_up(v: np.ndarray) -> np.ndarray:
+    """[N, 3] y-up -> z-up: (x, y, z) -> (x, -z, y)."""
+    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+
+
+class Created:
+    """Datablocks made during one import, removed again if the import fails (the scene stays as it was)."""
+
+    def __init__(self):
+        self.items: list = []
+
+    def add(self, block):
+        self.items.append(block)
+        return block
+
+    def remove_all(self) -> None:
+        for block in reversed(self.items):  # objects before the data they use
+            getattr(bpy.data, _DATA[block.id_type]).remove(block)
+        self.items.clear()
+
+
+_DATA = {"OBJECT": "objects", "MESH": "meshes", "MATERIAL": "materials", "IMAGE": "images", "CAMERA": "cameras",
+         "COLLECTION": "collections"}
+
+
+def _material(result, m: int, texture_image, created: Created):
+    mat = created.add(bpy.data.materials.new(name=f"mlaface_{result.material_names[m]}"))
+    mat.use_nodes = True
+    bsdf = mat.node_tree.nodes["Principled BSDF"]
+    bsdf.inputs["Roughness"].default_value = 0.55
+    if result.is_textured(m):
+        node = mat.node_tree.nodes.new("ShaderNodeTexImage")
+        node.image = texture_image
+        mat.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
+    else:
+        bsdf.inputs["Base Color"].default_value = (*result.colour(m), 1.0)
+    return mat
+
+
+def _texture_image(result, name: str, created: Created):
+    t = result.texture.shape[0]
+    image = created.add(bpy.data.images.new(f"{name}_texture", t, t, alpha=False))
+    rgba = np.concatenate([result.texture[::-1].astype(np.float32) / 255, np.ones((t, t, 1), np.float32)], 2)
+    image.pixels.foreach_set(rgba.ravel())  # Blender's rows start at the bottom
+    image.pack()
+    return image
+
+
+def build_head(result, name: str, collection, created: Created, posed: bool = True):
+    """The head object of one FaceResult, linked into collection."""
+    keep_poly = ~np.isin(result.material_parts[result.polygon_material], LEFT_OUT)
+    keep_corner = np.repeat(keep_poly, result.polygon_sizes)
+    used = np.unique(result.corner_vertex[keep_corner])
+    remap = np.full(len(result.vertices), -1, np.int64)
+    remap[used] = np.arange(len(used))
+    sizes = result.polygon_sizes[keep_poly]
+    corners = remap[result.corner_vertex[keep_corner]]
+
+    mesh = created.add(bpy.data.meshes.new(name))
+    mesh.vertices.add(len(used))
+    mesh.vertices.foreach_set("co", _to_z_up(result.vertices[used]).astype(np.float32).ravel())
+    mesh.loops.add(len(corners))
+    mesh.loops.foreach_set("vertex_index", corners.astype(np.int32))
+    mesh.polygons.add(len(sizes))
+    mesh.polygons.foreach_set("loop_start", np.concatenate([[0], np.cumsum(sizes)[:-1]]).astype(np.int32))
+    mesh.polygons.foreach_set("loop_total", sizes.astype(np.int32))
+    mesh.polygons.foreach_set("use_smooth", np.ones(len(sizes), bool))
+    uv_layer = mesh.uv_layers.new(name="UVMap")
+    uv_layer.data.foreach_set("uv", result.corner_uv[keep_corner].astype(np.float32).ravel())
+
+    texture = _texture_image(result, name, created)
+    kept_materials = np.unique(result.polygon_material[keep_poly])
+    for m in kept_materials:
+        mesh.materials.append(_material(result, int(m), texture, created))
+    slot = np.searchsorted(kept_materials, result.polygon_material[keep_poly])
+    mesh.polygons.foreach_set("material_index", slot.astype(np.int32))
+    mesh.update()
+    mesh.validate()
+
+    obj = created.add(bpy.data.objects.new(name, mesh))
+    collection.objects.link(obj)
+    obj.shape_key_add(name="Basis", from_mix=False)
+    for e, key_name in enumerate(result.expression_names):
+        key = obj.shape_key_add(name=str(key_name), from_mix=False)
+        co = _to_z_up(result.vertices[used] + result.expression_deltas[e][used]).astype(np.float32)
+        key.data.foreach_set("co", co.ravel())
+        key.slider_min, key.slider_max = 0.0, 1.0
+        key.value = float(result.expression_weights[e])
+    if posed:
+        pose = Matrix.Identity(4)
+        pose.col[3][:3] = result.translation.tolist()
+        for i in range(3):
+            for j in range(3):
+                pose[i][j] = float(result.rotation[i, j])
+        obj.matrix_world = Y_UP_TO_Z_UP @ pose @ Y_UP_TO_Z_UP.inverted()
+    obj["mlaface_photo"] = result.photo
+    obj["mlaface_face_index"] = int(result.face_index)
+    return obj
+
+
+def build_camera(result, name: str, collection, created: Created):
+    """A camera at the origin with the photo's field of view and the photo as its background."""
+    H, W = (int(v) for v in result.image_size)
+    data = created.add(bpy.data.cameras.new(f"{name}_camera"))
+    data.sensor_fit = "AUTO"
+    data.sensor_width = 36.0
+    data.lens = float(result.focal) * 36.0 / max(H, W)
+    if Path(result.photo).is_file():
+        bg = data.background_images.new()
+        bg.image = created.add(bpy.data.images.load(result.photo, check_existing=False))
+        data.show_background_images = True
+    cam = created.add(bpy.data.objects.new(f"{name}_camera", data))
+    cam.matrix_world = Y_UP_TO_Z_UP.copy()
+    collection.objects.link(cam)
+    cam["mlaface_resolution"] = [W, H]
+    return cam
+
+
+def import_results(results: list, names: list[str], collection_name: str, with_camera: bool,
+                   grid: bool) -> list:
+    """Build every result into a new collection of the active scene: posed with a matched camera (one face), or
+    upright in a grid (batches). All or nothing: on any failure the created data is removed and the error raised."""
+    created = Created()
+    try:
+        collection = created.add(bpy.data.collections.new(collection_name))
+        bpy.context.scene.collection.children.link(collection)
+        objects = []
+        cols = max(1, math.ceil(math.sqrt(len(results))))
+        for i, (result, name) in enumerate(zip(results, names, strict=True)):
+            obj = build_head(result, name, collection, created, posed=not grid)
+            if grid:
+                obj.location = (0.35 * (i % cols), 0.0, -0.45 * (i // cols))
+            if with_camera and not grid:
+                build_camera(result, name, collection, created)
+            objects.append(obj)
+        return objects
+    except Exception:
+        created.remove_all()
+        raise

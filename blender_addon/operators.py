@@ -1,0 +1,187 @@
+"""Operators: reconstruct one photo, several photos of one person, or a folder (batch), through the worker.
+
+Run from the UI (invoke), they open a file browser, then run modal: a timer polls the worker, progress shows in
+the status bar, Esc cancels (faces already finished are still imported). Run from a script (execute with the
+path set), they block until done. Either way, errors are reported in Blender's UI and a failed import leaves
+the scene as it was.
+"""
+
+from __future__ import annotations
+
+import tempfile
+from pathlib import Path
+
+import bpy
+from bpy.props import BoolProperty, CollectionProperty, StringProperty
+
+from . import session
+from .backend.face_result import read_result
+from .importer import import_results
+from .preferences import preferences
+from .worker_client import WorkerError
+
+IMAGE_FILTER = "*.jpg;*.jpeg;*.png;*.webp;*.tif;*.tiff;*.bmp;*.ppm"
+
+
+class ReconstructBase:
+    """Shared by the three operators: send one reconstruct request, gather events, import the results."""
+
+    interactive: BoolProperty(default=False, options={"HIDDEN", "SKIP_SAVE"})
+
+    def photos(self) -> list[str]:
+        raise NotImplementedError
+
+    same_person = False
+    grid = False
+
+    def _start(self, context):
+        photos = self.photos()
+        if not photos:
+            raise WorkerError("no photo chosen")
+        prefs = preferences(context)
+        self._client = session.worker(prefs)
+        if not self._client.ready["ok"]:
+            raise WorkerError(f"the worker is not ready: {self._client.ready['error']}")
+        self._output = tempfile.mkdtemp(prefix="mlaface-")
+        self._rid = self._client.send("reconstruct", photos=photos, output=self._output, options={
+            "fit_steps": prefs.fit_steps, "texture_size": prefs.texture_size, "same_person": self.same_person,
+            "all_faces": False, "formats": ["npz"]})
+        self._results, self._errors, self._done = [], [], None
+
+    def _handle(self, event: dict) -> None:
+        if event["event"] == "result":
+            self._results.append(event)
+        elif event["event"] == "error":
+            self._errors.append(event["message"])
+        elif event["event"] == "done":
+            self._done = event
+
+    def _finish(self, context) -> set[str]:
+        for message in self._errors:
+            self.report({"WARNING"}, message)
+        if not self._results:
+            self.report({"ERROR"}, "no face was reconstructed" + (f": {self._errors[0]}" if self._errors else ""))
+            return {"CANCELLED"}
+        try:
+            results = [read_result(r["files"]["npz"]) for r in self._results]
+            names = [Path(r.photo).stem + (f"_face{r.face_index}" if r.face_index else "") for r in results]
+            collection = "mlaface " + (names[0] if len(names) == 1 else f"batch of {len(names)}")
+            import_results(results, names, collection, with_camera=not self.grid, grid=self.grid)
+        except Exception as e:  # the importer removed what it made; report instead of a traceback in the UI
+            self.report({"ERROR"}, f"import failed: {e}")
+            return {"CANCELLED"}
+        cancelled = " (cancelled; finished faces kept)" if self._done and self._done.get("cancelled") else ""
+        self.report({"INFO"}, f"mlaface: imported {len(results)} face(s){cancelled}")
+        return {"FINISHED"}
+
+    def execute(self, context):
+        try:
+            self._start(context)
+            if self.interactive:
+                wm = context.window_manager
+                self._timer = wm.event_timer_add(0.2, window=context.window)
+                wm.progress_begin(0, 100)
+                wm.modal_handler_add(self)
+                return {"RUNNING_MODAL"}
+            for event in self._client.wait(self._rid):
+                self._handle(event)
+        except WorkerError as e:
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        return self._finish(context)
+
+    def modal(self, context, event):
+        if event.type == "ESC":
+            self._client.send("cancel", target=self._rid)
+            context.workspace.status_text_set("mlaface: cancelling...")
+            return {"RUNNING_MODAL"}
+        if event.type != "TIMER":
+            return {"PASS_THROUGH"}
+        try:
+            for e in self._client.poll():
+                if e.get("id") != self._rid:
+                    continue
+                self._handle(e)
+                if e["event"] == "progress":
+                    context.window_manager.progress_update(100 * e["done"] // max(1, e["total"]))
+                    context.workspace.status_text_set(
+                        f"mlaface: {e['done']}/{e['total']} {Path(e['photo']).name} ({e['stage']}); Esc cancels")
+        except WorkerError as e:
+            self._errors.append(f"the worker stopped: {e}")
+            self._done = {"cancelled": True}
+        if self._done is None:
+            return {"RUNNING_MODAL"}
+        wm = context.window_manager
+        wm.event_timer_remove(self._timer)
+        wm.progress_end()
+        context.workspace.status_text_set(None)
+        return self._finish(context)
+
+    def invoke(self, context, event):
+        self.interactive = True
+        context.window_manager.fileselect_add(self)
+        return {"RUNNING_MODAL"}
+
+
+class MLAFACE_OT_reconstruct(ReconstructBase, bpy.types.Operator):
+    """Reconstruct the face in a photo as a textured, posed head with ARKit shape keys and a matched camera"""
+
+    bl_idname = "mlaface.reconstruct"
+    bl_label = "Reconstruct Photo"
+    bl_options = {"REGISTER", "UNDO"}
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default=IMAGE_FILTER, options={"HIDDEN"})
+
+    def photos(self) -> list[str]:
+        return [bpy.path.abspath(self.filepath)] if self.filepath else []
+
+
+class MLAFACE_OT_reconstruct_same_person(ReconstructBase, bpy.types.Operator):
+    """Reconstruct several photos of one person: one identity, an expression and pose per photo"""
+
+    bl_idname = "mlaface.reconstruct_same_person"
+    bl_label = "Same Person, Several Photos"
+    bl_options = {"REGISTER", "UNDO"}
+    directory: StringProperty(subtype="DIR_PATH")
+    files: CollectionProperty(type=bpy.types.OperatorFileListElement)
+    filter_glob: StringProperty(default=IMAGE_FILTER, options={"HIDDEN"})
+    same_person = True
+
+    def photos(self) -> list[str]:
+        folder = bpy.path.abspath(self.directory)
+        return [str(Path(folder) / f.name) for f in self.files if f.name]
+
+
+class MLAFACE_OT_batch_import(ReconstructBase, bpy.types.Operator):
+    """Reconstruct every photo in a folder; the heads go into one collection, laid out in a grid"""
+
+    bl_idname = "mlaface.batch_import"
+    bl_label = "Batch Import Folder"
+    bl_options = {"REGISTER", "UNDO"}
+    directory: StringProperty(subtype="DIR_PATH")
+    grid = True
+
+    def photos(self) -> list[str]:
+        return [bpy.path.abspath(self.directory)] if self.directory else []
+
+
+class MLAFACE_OT_check_worker(bpy.types.Operator):
+    """Start the worker with the chosen Python and report its device, landmarks and network"""
+
+    bl_idname = "mlaface.check_worker"
+    bl_label = "Check Worker"
+
+    def execute(self, context):
+        try:
+            session.stop()
+            session.worker(preferences(context))
+        except WorkerError as e:
+            session.STATUS["text"] = f"worker failed: {e}"
+            self.report({"ERROR"}, str(e))
+            return {"CANCELLED"}
+        self.report({"INFO"}, session.STATUS["text"])
+        return {"FINISHED"}
+
+
+classes = (MLAFACE_OT_reconstruct, MLAFACE_OT_reconstruct_same_person, MLAFACE_OT_batch_import,
+           MLAFACE_OT_check_worker)

@@ -1,0 +1,114 @@
+"""The Blender add-on in real Blender (bpy 4.5, headless): build the zip, install and enable it, run its operators
+on real photos through the real worker, check what lands in the scene, export to glTF and FBX."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import sys
+import tempfile
+from pathlib import Path
+
+import pytest
+from conftest import SHARED_DATA
+
+os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="mlaface-blender-"))
+bpy = pytest.importorskip("bpy", reason="bpy is not installed (extra: blender)")
+pytest.importorskip("dlib", reason="the dlib extra is not installed")
+FACES = SHARED_DATA / "faces"
+ADDON = "bl_ext.user_default.mlaface"
+
+
+@pytest.fixture(scope="module")
+def addon(real_model_path, tmp_path_factory):
+    if not FACES.is_dir():
+        pytest.skip(f"{FACES} is absent")
+    from build_addon import build, validate
+
+    zip_path = build(tmp_path_factory.mktemp("dist"))
+    assert validate(zip_path).startswith("valid")
+    bpy.ops.wm.read_factory_settings(use_empty=True)
+    assert bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default",
+                                                    enable_on_install=True) == {"FINISHED"}
+    assert ADDON in bpy.context.preferences.addons
+    prefs = bpy.context.preferences.addons[ADDON].preferences
+    prefs.python_path, prefs.model_path = sys.executable, str(real_model_path)
+    prefs.fit_steps, prefs.texture_size, prefs.device = 30, 512, "cpu"
+    yield prefs
+    bpy.ops.preferences.addon_disable(module=ADDON)
+
+
+def scene_names() -> set[str]:
+    return {o.name for o in bpy.data.objects}
+
+
+def test_reconstruct_one_photo(addon):
+    assert bpy.ops.mlaface.reconstruct(filepath=str(FACES / "takeo.ppm")) == {"FINISHED"}
+    head, camera = bpy.data.objects["takeo"], bpy.data.objects["takeo_camera"]
+    mesh = head.data
+    assert len(mesh.polygons) > 25000 and sum(p.loop_total == 4 for p in mesh.polygons) > 20000  # quads kept
+    assert mesh.uv_layers.active is not None and len(mesh.uv_layers.active.data) == len(mesh.loops)
+    keys = mesh.shape_keys.key_blocks
+    assert keys[0].name == "Basis" and len(keys) == 54
+    assert "jawOpen" in keys and "eyeBlinkLeft" in keys and all(0 <= k.value <= 1 for k in keys[1:])
+    face = mesh.materials["mlaface_M_Face"]
+    images = [n.image for n in face.node_tree.nodes if n.type == "TEX_IMAGE"]
+    assert len(images) == 1 and tuple(images[0].size) == (512, 512) and images[0].packed_file is not None
+    assert not any("EyeOcclusion" in m.name or "Lacrimal" in m.name for m in mesh.materials)  # see-through left out
+    # pose: in front of the matched camera (which looks along +y), upright, and the camera has the photo's view
+    assert head.location.y > 0.2 and head.matrix_world.col[2][2] > 0.8
+    assert camera.type == "CAMERA" and camera.data.lens > 0 and camera.data.background_images[0].image is not None
+    assert Path(head["mlaface_photo"]).name == "takeo.ppm"
+
+
+def test_batch_with_a_bad_file(addon, tmp_path):
+    for name in ("takeo.ppm", "lenna.png"):
+        shutil.copy(FACES / name, tmp_path / name)
+    (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 not really")
+    before = scene_names()
+    assert bpy.ops.mlaface.batch_import(directory=str(tmp_path)) == {"FINISHED"}  # the error is a warning
+    new = scene_names() - before
+    assert len(new) == 2 and all(bpy.data.objects[n].type == "MESH" for n in new)  # no cameras in a batch
+    collection = bpy.data.collections["mlaface batch of 2"]
+    assert {o.name for o in collection.objects} == new
+    xs = sorted(round(bpy.data.objects[n].location.x, 2) for n in new)
+    assert xs[0] != xs[1]  # laid out in a grid
+
+
+def test_errors_leave_the_scene_as_it_was(addon, tmp_path):
+    before = (scene_names(), len(bpy.data.meshes), len(bpy.data.images), len(bpy.data.collections))
+    wall = tmp_path / "wall.png"
+    shutil.copy(FACES / "takeo.ppm", tmp_path / "x.ppm")
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), (128, 128, 128)).save(wall)
+    with pytest.raises(RuntimeError, match="no face was reconstructed.*wall.png: no face found"):
+        bpy.ops.mlaface.reconstruct(filepath=str(wall))
+    python = addon.python_path
+    addon.python_path = str(tmp_path / "no-python")
+    try:
+        with pytest.raises(RuntimeError, match="Python interpreter not found"):
+            bpy.ops.mlaface.reconstruct(filepath=str(tmp_path / "x.ppm"))
+    finally:
+        addon.python_path = python
+    assert (scene_names(), len(bpy.data.meshes), len(bpy.data.images), len(bpy.data.collections)) == before
+
+
+def test_shape_keys_survive_gltf_and_fbx(addon, tmp_path):
+    if "takeo" not in bpy.data.objects:
+        assert bpy.ops.mlaface.reconstruct(filepath=str(FACES / "takeo.ppm")) == {"FINISHED"}
+    head = bpy.data.objects["takeo"]
+    names = [k.name for k in head.data.shape_keys.key_blocks][1:]
+    bpy.ops.object.select_all(action="DESELECT")
+    head.select_set(True)
+    bpy.context.view_layer.objects.active = head
+    bpy.ops.export_scene.gltf(filepath=str(tmp_path / "t.glb"), use_selection=True, export_morph=True)
+    bpy.ops.export_scene.fbx(filepath=str(tmp_path / "t.fbx"), use_selection=True)
+    for path, importer in ((tmp_path / "t.glb", bpy.ops.import_scene.gltf), (tmp_path / "t.fbx",
+                                                                           bpy.ops.import_scene.fbx)):
+        before = scene_names()
+        importer(filepath=str(path))
+        imported = [bpy.data.objects[n] for n in scene_names() - before if bpy.data.objects[n].type == "MESH"]
+        assert len(imported) == 1
+        keys = [k.name for k in imported[0].data.shape_keys.key_blocks][1:]
+        assert keys == names, path.suffix
