@@ -25,14 +25,13 @@ Arrays (V vertices, F polygons, C corners, E expressions, M materials, T texture
 from __future__ import annotations
 
 import json
-import os
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MlafaceError
+from .npz_file import read_npz, write_npz
 
 FORMAT = "mlaface.face_result"
 FORMAT_VERSION = 1
@@ -120,37 +119,14 @@ _SCALARS = {"focal": float, "texture_tile": int, "photo": str, "face_index": int
 
 def write_result(path: str | Path, result: FaceResult) -> Path:
     """Write atomically (a temporary file renamed into place): never a half-written result."""
-    path = Path(path)
     result.check(str(path))
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    arrays = {f.name: np.asarray(getattr(result, f.name)) for f in fields(result)}
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION), **arrays)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_npz(path, FORMAT, FORMAT_VERSION, {f.name: np.asarray(getattr(result, f.name))
+                                                     for f in fields(result)})
 
 
 def read_result(path: str | Path) -> FaceResult:
     """Read and check a FaceResult file; every problem is an MlafaceError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MlafaceError(f"{path}: face result not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise MlafaceError(f"{path}: not a readable face result ({e})") from None
-    if str(arrays.get("format", "")) != FORMAT:
-        raise MlafaceError(f"{path}: not an mlaface face result")
-    version = int(arrays["format_version"])
-    if version != FORMAT_VERSION:
-        raise MlafaceError(f"{path}: face result format version {version}; this mlaface reads {FORMAT_VERSION}")
-    missing = [f.name for f in fields(FaceResult) if f.name not in arrays]
-    if missing:
-        raise MlafaceError(f"{path}: face result lacks {', '.join(missing)}")
+    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face result", [f.name for f in fields(FaceResult)])
     values = {f.name: arrays[f.name] for f in fields(FaceResult)}
     for name, kind in _SCALARS.items():
         values[name] = kind(values[name])

@@ -30,6 +30,7 @@ from .camera import focal_from_fov, project
 from .face_model import FaceModel
 from .render import interpolate, rasterize
 from .shading import ambient_sh, shade, vertex_normals
+from .texture import srgb_to_linear
 
 CONTOUR_YAW_DEG = 20.0
 DEFAULT_FOV_DEG = 40.0  # across the longer side: a 50 mm lens on full frame, a sensible portrait guess
@@ -112,10 +113,6 @@ def landmark_weights(rotation: torch.Tensor, w_contour: float) -> torch.Tensor:
     w[turn > s, 9:17] = 0
     w[turn < -s, 0:8] = 0
     return w
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x + 0.055) / 1.055) ** 2.4)
 
 
 def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray], cfg: FitConfig = FitConfig(),

@@ -27,14 +27,13 @@ Arrays (V vertices, F polygons, C polygon corners, T triangles, K identity modes
 
 from __future__ import annotations
 
-import os
-import zipfile
 from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MlafaceError
+from .npz_file import read_npz, write_npz
 
 FORMAT = "mlaface.face_model"
 FORMAT_VERSION = 1
@@ -101,44 +100,14 @@ _STRING_FIELDS = ("source", "source_digest")
 
 def write_model(path: str | Path, data: FaceModelData) -> Path:
     """Write `data` to `path` atomically: a crash never leaves a half-written model file behind."""
-    path = Path(path)
     data.check(str(path))
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    arrays = {f.name: getattr(data, f.name) for f in fields(data)}
-    arrays.update(format=np.array(FORMAT), format_version=np.array(FORMAT_VERSION))
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return path
+    return write_npz(path, FORMAT, FORMAT_VERSION, {f.name: getattr(data, f.name) for f in fields(data)})
 
 
 def read_model(path: str | Path) -> FaceModelData:
     """Read and check a face model file; every problem is an MlafaceError naming the file."""
-    path = Path(path)
-    if not path.is_file():
-        raise MlafaceError(f"{path}: face model file not found")
-    try:
-        with np.load(path, allow_pickle=False) as npz:
-            arrays = {k: npz[k] for k in npz.files}
-    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
-        raise MlafaceError(f"{path}: not a readable face model file ({e})") from None
-    if str(arrays.get("format", "")) != FORMAT:
-        raise MlafaceError(f"{path}: not an mlaface face model file")
-    version = int(arrays["format_version"])
-    if version != FORMAT_VERSION:
-        raise MlafaceError(
-            f"{path}: face model format version {version}, this mlaface reads version {FORMAT_VERSION}; "
-            f"reinstall the model with `mlaface model install`"
-        )
-    missing = [f.name for f in fields(FaceModelData) if f.name not in arrays]
-    if missing:
-        raise MlafaceError(f"{path}: face model file lacks {', '.join(missing)}")
+    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face model file", [f.name for f in fields(FaceModelData)],
+                      "; reinstall the model with `mlaface model install`")
     values = {f.name: arrays[f.name] for f in fields(FaceModelData)}
     for name in _STRING_FIELDS:
         values[name] = str(values[name])

@@ -1,0 +1,51 @@
+"""Versioned `.npz` files (no pickle), written atomically: the face model file and the FaceResult both use it.
+numpy only, so the Blender add-on can read FaceResults."""
+
+from __future__ import annotations
+
+import os
+import zipfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import MlafaceError
+
+
+def write_npz(path: str | Path, kind: str, version: int, arrays: dict) -> Path:
+    """Write arrays plus `format` = kind and `format_version` to a temporary file, then rename it into place:
+    a crash or a full disk never leaves a half-written file under `path`."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
+    try:
+        with open(tmp, "wb") as f:
+            np.savez_compressed(f, format=np.array(kind), format_version=np.array(version), **arrays)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return path
+
+
+def read_npz(path: str | Path, kind: str, version: int, what: str, required: list[str], hint: str = "") -> dict:
+    """The arrays of a file written by write_npz with this kind and version; MlafaceError naming the file and
+    `what` it should be when it is missing, unreadable, of another kind or version, or lacks a required array."""
+    path = Path(path)
+    if not path.is_file():
+        raise MlafaceError(f"{path}: {what} not found")
+    try:
+        with np.load(path, allow_pickle=False) as npz:
+            arrays = {k: npz[k] for k in npz.files}
+    except (OSError, ValueError, zipfile.BadZipFile, EOFError) as e:
+        raise MlafaceError(f"{path}: not a readable {what} ({e})") from None
+    if str(arrays.get("format", "")) != kind:
+        raise MlafaceError(f"{path}: not an mlaface {what}")
+    found = int(arrays["format_version"])
+    if found != version:
+        raise MlafaceError(f"{path}: {what} format version {found}, this mlaface reads version {version}{hint}")
+    missing = [name for name in required if name not in arrays]
+    if missing:
+        raise MlafaceError(f"{path}: {what} lacks {', '.join(missing)}")
+    return arrays
