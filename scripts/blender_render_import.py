@@ -2,7 +2,8 @@
 the worker, render the imported head from the matched camera with Cycles on the CPU, and write the render beside
 the photo to a PNG; print the time of the whole operator and of building the Blender data alone.
 
-    python scripts/blender_render_import.py [PHOTO] [--model FILE] [-o docs/blender_import.png]
+    python scripts/blender_render_import.py PHOTO [--model FILE] [-o docs/blender_import.png]
+(docs/blender_import.png shows scikit-image's astronaut, a public-domain photo.)
 """
 
 from __future__ import annotations
@@ -28,7 +29,7 @@ ADDON = "bl_ext.user_default.mlaface"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photo", nargs="?", default="../shared/data/faces/lenna.png")
+    parser.add_argument("photo")
     parser.add_argument("--model", default="")
     parser.add_argument("-o", "--output", default="docs/blender_import.png")
     args = parser.parse_args()
