@@ -106,3 +106,21 @@ def test_worker_without_model_reports_and_keeps_serving(tmp_path):
     w.proc.stdin.close()  # end of input: the worker says bye and exits
     w.wait_for(lambda e: e["event"] == "bye")
     assert w.proc.wait(timeout=30) == 0
+
+
+def test_add_on_client_reports_a_killed_or_missing_worker(real_model_path, tmp_path):
+    """The add-on's bpy-free worker client: a wrong interpreter and a worker killed mid-request both end in a
+    WorkerError that says what happened (the add-on shows it in Blender)."""
+    from blender_addon.worker_client import WorkerClient, WorkerError
+
+    with pytest.raises(WorkerError, match="Python interpreter not found"):
+        WorkerClient(str(tmp_path / "python9"), Path(__file__).parents[1]).start()
+    client = WorkerClient(sys.executable, Path(__file__).parents[1], ["--model", str(real_model_path)])
+    assert client.start()["ok"]
+    assert client.wait(client.send("status"))[0]["event"] == "status"
+    rid = client.send("reconstruct", photos=[str(FACES / "takeo.ppm")], output=str(tmp_path / "out"))
+    client.proc.kill()
+    with pytest.raises(WorkerError, match=r"the worker stopped \(exit status -9\)"):
+        client.wait(rid, timeout=60)
+    with pytest.raises(WorkerError, match="not running"):
+        client.send("status")
