@@ -75,6 +75,7 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 def cmd_landmarks(args: argparse.Namespace) -> int:
     import json
 
+    from .atomic import write_bytes_atomic
     from .image_io import find_photos, load_image
     from .landmarks import detect_faces, get_provider
 
@@ -101,7 +102,7 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
            "photos": results}
     text = json.dumps(doc)
     if args.output:
-        write_text_atomic(Path(args.output), text)
+        write_bytes_atomic(args.output, text.encode())
         print(f"wrote {args.output}: {len(photos) - failed} of {len(photos)} photos", file=sys.stderr)
     else:
         print(text)
@@ -158,15 +159,6 @@ def cmd_worker(args: argparse.Namespace) -> int:
 
     return serve(sys.stdin, sys.stdout, ReconstructOptions(device=args.device, provider=args.provider,
                                                            model=args.model, weights=args.weights))
-
-
-def write_text_atomic(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.partial")
-    try:
-        tmp.write_text(text)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -10,25 +10,16 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .atomic import write_bytes_atomic
 from .face_result import FaceResult
 
 EXPORT_PARTS = ("skin", "mouth", "teeth", "eye", "eyelashes")
-
-
-def _atomic_bytes(path: Path, data: bytes) -> None:
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        tmp.write_bytes(data)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
 
 
 def _png_bytes(image: np.ndarray) -> bytes:
@@ -71,9 +62,9 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
                       "Ns 20", "illum 2"]
         if r.is_textured(m):
             materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
-    _atomic_bytes(png, _png_bytes(r.texture))
-    _atomic_bytes(mtl, ("\n".join(materials) + "\n").encode())
-    _atomic_bytes(path, ("\n".join(lines) + "\n").encode())
+    write_bytes_atomic(png, _png_bytes(r.texture))
+    write_bytes_atomic(mtl, ("\n".join(materials) + "\n").encode())
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
     return [path, mtl, png]
 
 
@@ -160,7 +151,7 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
     while len(blob) % 4:
         blob.append(0)
     body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(blob), b"BIN\0") + bytes(blob)
-    _atomic_bytes(path, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    write_bytes_atomic(path, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
     return path
 
 
@@ -201,5 +192,5 @@ def write_overlay(r: FaceResult, photo: np.ndarray, path: str | Path, size: int 
             d.ellipse([x - 2.5, y - 2.5, x + 2.5, y + 2.5], fill=colour)
     buf = io.BytesIO()
     img.save(buf, format="PNG")
-    _atomic_bytes(path, buf.getvalue())
+    write_bytes_atomic(path, buf.getvalue())
     return path

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .atomic import atomic_path
 from .errors import MlafaceError
 from .shading import ambient_sh
 
@@ -318,14 +319,10 @@ def save_checkpoint(path: str | Path, net: MLANet, **extra) -> Path:
     """Weights and config (plain types only, so it loads with weights_only=True), written atomically."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.partial")
     cfg = {k: list(v) if isinstance(v, tuple) else v for k, v in asdict(net.cfg).items()}
-    try:
+    with atomic_path(path) as tmp:
         torch.save({"format": "mlaface.network", "format_version": 1, "config": cfg,
                     "state_dict": net.state_dict(), **extra}, tmp)
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
     return path
 
 

@@ -9,6 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import atomic_path
 from .errors import MlafaceError
 
 
@@ -17,15 +18,10 @@ def write_npz(path: str | Path, kind: str, version: int, arrays: dict) -> Path:
     a crash or a full disk never leaves a half-written file under `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.partial")
-    try:
-        with open(tmp, "wb") as f:
-            np.savez_compressed(f, format=np.array(kind), format_version=np.array(version), **arrays)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_path(path) as tmp, open(tmp, "wb") as f:
+        np.savez_compressed(f, format=np.array(kind), format_version=np.array(version), **arrays)
+        f.flush()
+        os.fsync(f.fileno())
     return path
 
 
