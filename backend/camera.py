@@ -52,6 +52,15 @@ def project(verts_cam: torch.Tensor, focal: torch.Tensor | float, image_size: tu
     return torch.stack([x, y, depth], dim=-1)
 
 
+def crop_camera(image_size: tuple[int, int], to_photo) -> tuple[float, tuple[float, float]]:
+    """The photo camera seen through a square, axis-aligned crop (backend.align.crop_from_box), whose pixel (x, y)
+    shows photo pixel to_photo @ (x, y, 1) in 0-based centres: returns (k, principal), k photo pixels per crop
+    pixel and the principal point (the photo centre) in the crop's pixel space. Project with focal / k."""
+    H, W = image_size
+    k = float(to_photo[0, 0])
+    return k, ((W / 2 - float(to_photo[0, 2]) - 0.5) / k + 0.5, (H / 2 - float(to_photo[1, 2]) - 0.5) / k + 0.5)
+
+
 def unproject(pixels: torch.Tensor, depth: torch.Tensor, focal: torch.Tensor | float,
               image_size: tuple[int, int]) -> torch.Tensor:
     """The inverse of `project` with the principal point at the image centre.

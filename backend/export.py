@@ -161,15 +161,14 @@ def write_overlay(r: FaceResult, photo: np.ndarray, path: str | Path, size: int 
     import torch
 
     from .align import crop_from_box, landmark_box
-    from .camera import project
+    from .camera import crop_camera, project
     from .render import interpolate, rasterize
     from .shading import ambient_sh, shade, vertex_normals
 
     path = Path(path)
-    H, W = photo.shape[:2]
     window = crop_from_box(photo, landmark_box(r.landmarks), size=size, scale=2.5)
-    k = float(window.to_photo[0, 0])  # photo pixels per window pixel
-    principal = torch.from_numpy((np.array([W / 2, H / 2]) - window.to_photo[:, 2] - 0.5) / k + 0.5).float()[None]
+    k, centre = crop_camera(photo.shape[:2], window.to_photo)
+    principal = torch.tensor([centre])
     vid, _, tris, tri_mat = _gltf_mesh_data(r)
     skin_tris = torch.from_numpy(tris[r.material_parts[tri_mat] == "skin"].astype(np.int64))
     verts = torch.from_numpy(r.expressed_vertices()[vid]).float()

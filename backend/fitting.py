@@ -26,7 +26,7 @@ import torch
 import torch.nn.functional as F
 
 from .align import crop_from_box, landmark_box
-from .camera import focal_from_fov, project
+from .camera import crop_camera, focal_from_fov, project
 from .face_model import FaceModel
 from .render import interpolate, rasterize
 from .shading import ambient_sh, shade, vertex_normals
@@ -151,8 +151,9 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
 
     windows = [crop_from_box(im, b, size=cfg.window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
     target = srgb_to_linear(torch.tensor(np.stack([w.image for w in windows]), dtype=dtype, device=device) / 255)
-    win_scale = torch.tensor([w.to_photo[0, 0] for w in windows], dtype=dtype, device=device)  # photo px / window px
-    win_origin = torch.tensor(np.stack([w.to_photo[:, 2] for w in windows]), dtype=dtype, device=device)
+    win_cams = [crop_camera(s, w.to_photo) for s, w in zip(sizes, windows, strict=True)]
+    win_scale = torch.tensor([k for k, _ in win_cams], dtype=dtype, device=device)  # photo px / window px
+    principal_win = torch.tensor([c for _, c in win_cams], dtype=dtype, device=device)
     skin_faces = model.face_triangles()
 
     def state():
@@ -190,7 +191,6 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
             loss = loss + cfg.w_expression * expr.square().sum(1).mean()
             loss = loss + cfg.w_light * (sh - ambient_sh(0.8, B).to(sh)).square().sum(1).mean()
             if cfg.w_photo > 0:
-                principal_win = (principal - win_origin - 0.5) / win_scale[:, None] + 0.5
                 screen = project(cam, focal / win_scale, (cfg.window, cfg.window), principal_win)
                 frags = rasterize(screen, skin_faces, (cfg.window, cfg.window), cull_backfaces=True)
                 normals = F.normalize(interpolate(vertex_normals(cam, skin_faces), frags, skin_faces), dim=-1)

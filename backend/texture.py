@@ -16,7 +16,7 @@ import torch
 import torch.nn.functional as F
 
 from .align import crop_from_box
-from .camera import project
+from .camera import crop_camera, project
 from .render import Fragments, interpolate, rasterize, texture
 from .shading import irradiance, vertex_normals
 
@@ -51,11 +51,9 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, triangles: torch
     box: the face's landmark box in photo pixels (the window is a square around it).
     """
     device = cam_verts.device
-    H, W = photo.shape[:2]
     window = crop_from_box(photo, box, size=size, scale=1.8)
-    k = float(window.to_photo[0, 0])  # photo pixels per window pixel
-    origin = torch.tensor(window.to_photo[:, 2], dtype=torch.float32, device=device)
-    principal = ((torch.tensor([W / 2, H / 2], device=device) - origin - 0.5) / k + 0.5)[None]
+    k, centre = crop_camera(photo.shape[:2], window.to_photo)
+    principal = torch.tensor([centre], dtype=torch.float32, device=device)
     screen = project(cam_verts[None], focal / k, (size, size), principal)
     zbuf = rasterize(screen, triangles, (size, size)).depth  # [1, s, s]
 

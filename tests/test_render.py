@@ -232,3 +232,17 @@ def test_real_head_render(real_model_data):
     lm = screen[0, model.landmarks_ibug68]
     i, j = int(lm[30, 1]), int(lm[30, 0])
     assert mask[i, j] and frags.depth[0, i, j] == pytest.approx(float(lm[30, 2]), abs=2e-3)
+
+
+def test_crop_camera_sees_what_the_photo_camera_sees():
+    """A point projected by the photo camera, mapped into a crop, equals its projection by the crop camera."""
+    from backend.align import crop_from_box
+    from backend.camera import crop_camera
+
+    photo = np.zeros((480, 640, 3), np.uint8)
+    crop = crop_from_box(photo, (300.0, 100.0, 420.0, 260.0), size=128, scale=1.7)
+    pts = torch.tensor([[[0.05, 0.02, -1.2], [-0.03, -0.04, -1.0]]])
+    in_photo = project(pts, 900.0, (480, 640))[0, :, :2].numpy() - 0.5  # to 0-based pixel centres
+    k, centre = crop_camera((480, 640), crop.to_photo)
+    in_crop = project(pts, 900.0 / k, (128, 128), torch.tensor([centre]))[0, :, :2].numpy() - 0.5
+    np.testing.assert_allclose(crop.points_to_crop(in_photo.astype(np.float64)), in_crop, atol=1e-3)
