@@ -18,6 +18,7 @@ from PIL import Image, ImageDraw
 
 from .atomic import write_bytes_atomic
 from .face_result import FaceResult
+from .model_file import fan_triangulate
 
 EXPORT_PARTS = ("skin", "mouth", "teeth", "eye", "eyelashes")
 
@@ -71,13 +72,9 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
 def _gltf_mesh_data(r: FaceResult):
     """Triangles of the exported parts with vertices split where UVs differ (glTF wants one UV per vertex).
     Returns (vertex ids [N], uvs [N, 2], triangles [T, 3] into N, per-triangle material [T])."""
-    keep = _exported_polygons(r)
-    starts = np.concatenate([[0], np.cumsum(r.polygon_sizes)[:-1]])
-    polys = np.flatnonzero(keep)
-    n_tri = r.polygon_sizes[polys] - 2
-    poly = np.repeat(polys, n_tri)
-    k = np.arange(n_tri.sum()) - np.repeat(np.cumsum(n_tri) - n_tri, n_tri)
-    corners = np.stack([starts[poly], starts[poly] + k + 1, starts[poly] + k + 2], 1)  # fan, winding kept
+    corners, poly = fan_triangulate(r.polygon_sizes)
+    keep = _exported_polygons(r)[poly]
+    corners, poly = corners[keep], poly[keep]
     # one glTF vertex per distinct (vertex, uv) pair
     key = np.stack([r.corner_vertex.astype(np.float64), r.corner_uv[:, 0], r.corner_uv[:, 1]], 1)
     _, first, inverse = np.unique(key, axis=0, return_index=True, return_inverse=True)

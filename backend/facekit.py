@@ -37,7 +37,7 @@ from pathlib import Path
 import numpy as np
 
 from .errors import MlafaceError
-from .model_file import FaceModelData
+from .model_file import FaceModelData, fan_triangulate
 from .obj import ObjMesh, read_obj, read_obj_vertices
 
 NEUTRAL = "generic_neutral_mesh.obj"
@@ -129,17 +129,6 @@ def source_digest(files: list[Path]) -> str:
     return outer.hexdigest()
 
 
-def _triangulate(mesh: ObjMesh) -> tuple[np.ndarray, np.ndarray]:
-    """Fan-triangulate polygons: ([T, 3] corner ids, [T] polygon ids), winding kept."""
-    starts = np.concatenate([[0], np.cumsum(mesh.polygon_sizes)[:-1]])
-    n_tri = mesh.polygon_sizes - 2
-    poly = np.repeat(np.arange(len(starts)), n_tri)
-    k = np.arange(n_tri.sum()) - np.repeat(np.cumsum(n_tri) - n_tri, n_tri)  # triangle number in its polygon
-    first = starts[poly]
-    corners = np.stack([first, first + k + 1, first + k + 2], axis=1)
-    return corners, poly
-
-
 def _aflw21(mesh: ObjMesh, ibug68: np.ndarray) -> np.ndarray:
     verts, out = mesh.vertices, np.full(21, -1, dtype=np.int64)
     for a, i in _AFLW21_FROM_IBUG68.items():
@@ -190,7 +179,7 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
     rigid = np.asarray(indices.get("idx_to_rigid_verts", []), dtype=np.int64)
     if ibug68.min() < 0 or ibug68.max() >= V or (rigid.size and (rigid.min() < 0 or rigid.max() >= V)):
         raise MlafaceError(f"{folder / INDICES}: vertex indices outside the {V} vertices of {NEUTRAL}")
-    tri_corners, tri_poly = _triangulate(mesh)
+    tri_corners, tri_poly = fan_triangulate(mesh.polygon_sizes)
     uv = mesh.uvs[mesh.corner_uv]
     tiles = [int(np.floor(uv[np.repeat(mesh.polygon_material == i, mesh.polygon_sizes), 0].min()))
              for i in range(len(mesh.materials))]

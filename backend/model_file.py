@@ -95,6 +95,17 @@ class FaceModelData:
             raise MlafaceError(f"{where}: inconsistent model file: " + "; ".join(problems))
 
 
+def fan_triangulate(polygon_sizes: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Fan-triangulate polygons laid out back to back (Blender's layout): ([T, 3] corner ids, [T] polygon ids),
+    polygons in order, winding kept."""
+    starts = np.concatenate([[0], np.cumsum(polygon_sizes)[:-1]])
+    n_tri = np.asarray(polygon_sizes) - 2
+    poly = np.repeat(np.arange(len(starts)), n_tri)
+    k = np.arange(n_tri.sum()) - np.repeat(np.cumsum(n_tri) - n_tri, n_tri)  # triangle number in its polygon
+    first = starts[poly]
+    return np.stack([first, first + k + 1, first + k + 2], axis=1), poly
+
+
 _STRING_FIELDS = ("source", "source_digest")
 
 
