@@ -27,6 +27,7 @@ import torch.nn.functional as F
 
 from .align import crop_from_box, landmark_box
 from .camera import crop_camera, focal_from_fov, project
+from .errors import MlafaceError
 from .face_model import FaceModel
 from .render import interpolate, rasterize
 from .shading import ambient_sh, shade, vertex_normals
@@ -50,14 +51,15 @@ class FitConfig:
     w_focal: float = 1e-2
     window: int = 128
     fov_deg: float = DEFAULT_FOV_DEG
+    landmark_set: str = "ibug68"  # or "aflw21" (AFLW's 21 points; NaN marks a hidden point)
 
 
 @dataclass(frozen=True)
 class FitResult:
     """identity: [B, K] (rows equal when shared); expression: [B, E] in [0, 1]; rotation: [B, 3, 3];
     translation: [B, 3] metres; focal: [B] pixels; sh: [B, 27]; albedo: [B, 3] linear RGB;
-    landmarks: [B, 68, 2] fitted landmarks, photo pixels (0-based centres);
-    error_start, error_end: [B] mean landmark error / sqrt(w * h) of the detected landmarks' box"""
+    landmarks: [B, L, 2] fitted landmarks, photo pixels (0-based centres);
+    error_start, error_end: [B] mean landmark error over the given points / sqrt(w * h) of their box"""
 
     identity: torch.Tensor
     expression: torch.Tensor
@@ -103,9 +105,12 @@ def weak_perspective_pose(model_pts: np.ndarray, image_pts: np.ndarray, focal: f
     return rot, np.array([t_xy[0], t_xy[1], -depth - centre[2]])
 
 
-def landmark_weights(rotation: torch.Tensor, w_contour: float) -> torch.Tensor:
-    """[B, 68] per-landmark weights: contour lighter, the far side's contour off on turned faces."""
+def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str = "ibug68") -> torch.Tensor:
+    """[B, L] per-landmark weights: for iBUG-68 the contour lighter, the far side's contour off on turned faces;
+    AFLW-21 has no contour (all 1)."""
     B = rotation.shape[0]
+    if landmark_set == "aflw21":
+        return torch.ones(B, 21, dtype=rotation.dtype, device=rotation.device)
     w = torch.ones(B, 68, dtype=rotation.dtype, device=rotation.device)
     w[:, :17] = w_contour
     turn = rotation[:, 0, 2]  # > 0: the face looks towards image right, its left cheek (iBUG 9-16) turns away
@@ -119,14 +124,20 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
         init_identity: torch.Tensor | None = None, init_expression: torch.Tensor | None = None,
         init_sh: torch.Tensor | None = None, shared_identity: bool = False,
         progress=None) -> FitResult:
-    """Fit `model` to B photos. images: B x [H, W, 3] uint8; landmarks: B x [68, 2] photo pixels (0-based).
+    """Fit `model` to B photos. images: B x [H, W, 3] uint8; landmarks: B x [L, 2] photo pixels (0-based) of
+    cfg.landmark_set (L = 68 or 21), NaN rows for points not seen (at least 4 per photo must be given).
     init_*: [B, ...] starting values (e.g. from the network), default the mean face, no expression, ambient light.
     progress(step, steps) is called every 10 steps."""
     device, dtype = model.mean.device, torch.float32
     B = len(images)
     sizes = [im.shape[:2] for im in images]
-    lm = torch.tensor(np.stack(landmarks), dtype=dtype, device=device)
-    boxes = [landmark_box(x) for x in landmarks]
+    kind = cfg.landmark_set
+    given = [np.isfinite(x).all(1) for x in landmarks]
+    if any(g.sum() < 4 for g in given):
+        raise MlafaceError("fitting needs at least 4 visible landmarks per photo")
+    seen = torch.tensor(np.stack(given), dtype=dtype, device=device)  # [B, L]
+    lm = torch.tensor(np.nan_to_num(np.stack(landmarks)), dtype=dtype, device=device)
+    boxes = [landmark_box(x[g]) for x, g in zip(landmarks, given, strict=True)]
     norm = torch.tensor([math.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in boxes], dtype=dtype, device=device)
     focal0 = torch.tensor([focal_from_fov(s, cfg.fov_deg) for s in sizes], dtype=dtype, device=device)
     principal = torch.tensor([[s[1] / 2, s[0] / 2] for s in sizes], dtype=dtype, device=device)
@@ -136,8 +147,9 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     sh0 = init_sh if init_sh is not None else ambient_sh(0.8, B)
     identity0, expression0, sh0 = (t.to(device, dtype) for t in (identity0, expression0, sh0))
     with torch.no_grad():
-        lm3d = model.landmarks(model.vertices(identity0, expression0)).cpu().numpy()
-    poses = [weak_perspective_pose(lm3d[b], landmarks[b], float(focal0[b]), sizes[b]) for b in range(B)]
+        lm3d = model.landmarks(model.vertices(identity0, expression0), kind).cpu().numpy()
+    poses = [weak_perspective_pose(lm3d[b][given[b]], landmarks[b][given[b]], float(focal0[b]), sizes[b])
+             for b in range(B)]
     rot0 = torch.tensor(np.stack([p[0] for p in poses]), dtype=dtype, device=device)
     trans0 = torch.tensor(np.stack([p[1] for p in poses]), dtype=dtype, device=device)
 
@@ -165,16 +177,15 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
         verts = model.vertices(ident, expr)
         return verts @ rot.transpose(1, 2) + t[:, None]
 
-    def landmark_error(cam, focal, rot, weights=None):
-        pix = project(model.landmarks(cam), focal, (1, 1), principal)[..., :2] - 0.5
+    def landmark_error(cam, focal, weights=None):
+        pix = project(model.landmarks(cam, kind), focal, (1, 1), principal)[..., :2] - 0.5
         dist = (pix - lm).norm(dim=-1) / norm[:, None]
-        if weights is None:
-            return dist.mean(1), pix
-        return (dist * weights).sum(1) / weights.sum(1), pix
+        weights = seen if weights is None else weights * seen
+        return (dist * weights).sum(1) / weights.sum(1).clamp(min=1e-6), pix
 
     with torch.no_grad():
         ident, expr, rot, t, focal = state()
-        error_start, _ = landmark_error(camera_points(ident, expr, rot, t), focal, rot)
+        error_start, _ = landmark_error(camera_points(ident, expr, rot, t), focal)
         start = (ident.clone(), expr.clone(), rot.clone(), t.clone(), focal.clone())
 
     rigid = [omega, trans, log_focal]
@@ -183,7 +194,7 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     for step in range(cfg.steps):
         ident, expr, rot, t, focal = state()
         cam = camera_points(ident, expr, rot, t)
-        lm_err, _ = landmark_error(cam, focal, rot, landmark_weights(rot.detach(), cfg.w_contour))
+        lm_err, _ = landmark_error(cam, focal, landmark_weights(rot.detach(), cfg.w_contour, kind))
         loss = cfg.w_landmark * lm_err.mean() * 10
         loss = loss + cfg.w_focal * log_focal.square().mean()
         if step >= cfg.rigid_steps:
@@ -211,7 +222,7 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
 
     with torch.no_grad():
         ident, expr, rot, t, focal = state()
-        error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal, rot)
+        error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal)
         worse = error_end > error_start
         if worse.any():  # keep the start where fitting did not help
             si, se, sr, st, sf = start
@@ -221,7 +232,7 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
             rot = torch.where(worse[:, None, None], sr, rot)
             t = torch.where(worse[:, None], st, t)
             focal = torch.where(worse, sf, focal)
-            error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal, rot)
+            error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal)
     return FitResult(identity=ident.detach(), expression=expr.detach(), rotation=rot.detach(),
                      translation=t.detach(), focal=focal.detach(), sh=sh.detach(), albedo=albedo.detach(),
                      landmarks=pix.detach(), error_start=error_start, error_end=error_end)

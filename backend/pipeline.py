@@ -26,11 +26,8 @@ from .image_io import load_image
 from .landmarks import Face, detect_faces, get_provider
 from .model_file import read_model
 from .model_store import find_network_weights, resolve_model_path
-from .network import DEFAULT_VARIANT, load_network
-from .texture import extract_texture
-
-OPAQUE_PARTS = ("skin", "mouth", "teeth", "eye")  # what hides the skin behind it; helpers and lashes do not
-TEXTURE_MATERIAL = "M_Face"
+from .network import load_network
+from .texture import TileMesh, extract_texture
 
 
 @dataclass(frozen=True)
@@ -63,18 +60,9 @@ class Reconstructor:
         self.data = read_model(resolve_model_path(options.model))
         self.model = FaceModel.from_data(self.data).to(self.device)
         self.provider = get_provider(options.provider, str(self.device))
-        self.weights = find_network_weights(DEFAULT_VARIANT, options.weights)
+        self.weights = find_network_weights(None, options.weights)
         self.net = load_network(self.weights).to(self.device).eval() if self.weights else None
-        d = self.data
-        triangle_part = d.material_parts[d.polygon_material[d.triangle_polygon]]
-        triangle_material = d.material_names[d.polygon_material[d.triangle_polygon]]
-        opaque = np.isin(triangle_part, OPAQUE_PARTS)
-        self._occluders = torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(self.device)
-        self._skin = torch.from_numpy(triangle_material[opaque] == TEXTURE_MATERIAL).to(self.device)
-        self._uv_faces = torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(self.device)
-        tile = d.material_tiles[list(d.material_names).index(TEXTURE_MATERIAL)]
-        self.texture_tile = int(tile)
-        self._uvs = torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(self.device)
+        self.tile_mesh = TileMesh.from_data(self.data, self.device)
 
     def with_options(self, **changes) -> Reconstructor:
         """The same loaded models with other run options (fit_steps, texture_size, all_faces)."""
@@ -126,9 +114,8 @@ class Reconstructor:
         cam = expressed @ fitted.rotation.transpose(1, 2) + fitted.translation[:, None]
         for b, (image, face) in enumerate(zip(images, faces, strict=True)):
             t3 = time.perf_counter()
-            tex = extract_texture(image, cam[b], self._occluders, self._skin, self._uvs, self._uv_faces,
-                                  float(fitted.focal[b]), fitted.sh[b], landmark_box(face.landmarks),
-                                  self.options.texture_size)
+            tex = extract_texture(image, cam[b], self.tile_mesh, float(fitted.focal[b]), fitted.sh[b],
+                                  landmark_box(face.landmarks), self.options.texture_size)
             meta = {
                 "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
                 "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,
@@ -148,7 +135,7 @@ class Reconstructor:
                 rotation=fitted.rotation[b].cpu().numpy().astype(np.float32),
                 translation=fitted.translation[b].cpu().numpy().astype(np.float32),
                 focal=float(fitted.focal[b]), image_size=np.array(image.shape[:2], np.int32), texture=tex,
-                texture_tile=self.texture_tile, landmarks=face.landmarks.astype(np.float32),
+                texture_tile=self.tile_mesh.tile, landmarks=face.landmarks.astype(np.float32),
                 fitted_landmarks=fitted.landmarks[b].cpu().numpy().astype(np.float32),
                 identity=fitted.identity[b].cpu().numpy().astype(np.float32),
                 sh=fitted.sh[b].cpu().numpy().astype(np.float32), photo=str(Path(paths[b]).resolve()),

@@ -11,12 +11,15 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
 
 from __future__ import annotations
 
+from dataclasses import dataclass
+
 import numpy as np
 import torch
 import torch.nn.functional as F
 
 from .align import crop_from_box
 from .camera import crop_camera, project
+from .model_file import FaceModelData
 from .render import Fragments, interpolate, rasterize, texture
 from .shading import irradiance, vertex_normals
 
@@ -24,13 +27,43 @@ FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, fu
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
 
 
+OPAQUE_PARTS = ("skin", "mouth", "teeth", "eye")  # what hides the skin behind it; helpers and lashes do not
+TEXTURE_MATERIAL = "M_Face"
+
+
+@dataclass(frozen=True)
+class TileMesh:
+    """The head's opaque triangles and the face tile's UVs, as unwrap needs them.
+
+    triangles: [T, 3] int64 vertex ids of the opaque parts; skin: [T] bool, triangles of the face tile;
+    uvs: [U, 2] every UV corner shifted into 0..1 of the face tile; uv_faces: [T, 3] int64 UV corners;
+    tile: the face tile's integer u offset (UDIM 1001 + tile)
+    """
+
+    triangles: torch.Tensor
+    skin: torch.Tensor
+    uvs: torch.Tensor
+    uv_faces: torch.Tensor
+    tile: int
+
+    @classmethod
+    def from_data(cls, d: FaceModelData, device: torch.device | str = "cpu") -> TileMesh:
+        material = d.polygon_material[d.triangle_polygon]
+        opaque = np.isin(d.material_parts[material], OPAQUE_PARTS)
+        tile = int(d.material_tiles[list(d.material_names).index(TEXTURE_MATERIAL)])
+        return cls(triangles=torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(device),
+                   skin=torch.from_numpy(d.material_names[material][opaque] == TEXTURE_MATERIAL).to(device),
+                   uvs=torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(device),
+                   uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile)
+
+
 def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
     return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0) + 0.055) / 1.055) ** 2.4)
 
 
 def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x ** (1 / 2.4) - 0.055)
+    x = x.clamp(0, 1)  # the power's argument is kept off 0, where its gradient is infinite (NaN through where)
+    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
@@ -40,25 +73,25 @@ def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments
     return rasterize(pix[None], uv_faces, (size, size))
 
 
-def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, triangles: torch.Tensor, skin: torch.Tensor,
-                    uvs: torch.Tensor, uv_faces: torch.Tensor, focal: float, sh: torch.Tensor,
-                    box: tuple[float, float, float, float], size: int = 1024) -> np.ndarray:
-    """The face albedo texture [size, size, 3] uint8 sRGB.
+def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
+           box: tuple[float, float, float, float], size: int = 1024) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+    """Steps 1-3: the photo's albedo in the face tile, not filled.
 
-    photo: [H, W, 3] uint8; cam_verts: [V, 3] camera space (fitted, with expression); triangles: [T, 3] all the
-    head's opaque triangles (they occlude); skin: [T] bool, the triangles of the face tile; uvs: [U, 2] face-tile
-    UVs; uv_faces: [T, 3] UV corners of every triangle (used where skin); focal: pixels; sh: [27] fitted light;
+    photo: [H, W, 3] uint8; cam_verts: [V, 3] camera space (fitted, with expression); mesh: the head's opaque
+    triangles (they occlude) and face-tile UVs; focal: pixels; sh: [27] fitted light;
     box: the face's landmark box in photo pixels (the window is a square around it).
+    -> albedo [size, size, 3] linear RGB in [0, 1]; weight [size, size] in [0, 1] (0 where unseen);
+       covered [size, size] bool (texels inside the tile's triangles)
     """
-    device = cam_verts.device
+    device, triangles = cam_verts.device, mesh.triangles
     window = crop_from_box(photo, box, size=size, scale=1.8)
     k, centre = crop_camera(photo.shape[:2], window.to_photo)
     principal = torch.tensor([centre], dtype=torch.float32, device=device)
     screen = project(cam_verts[None], focal / k, (size, size), principal)
     zbuf = rasterize(screen, triangles, (size, size)).depth  # [1, s, s]
 
-    skin_faces, skin_uv = triangles[skin], uv_faces[skin]
-    frags = uv_raster(uvs, skin_uv, size)
+    skin_faces, skin_uv = triangles[mesh.skin], mesh.uv_faces[mesh.skin]
+    frags = uv_raster(mesh.uvs, skin_uv, size)
     covered = frags.mask[0]
     where = interpolate(screen[0], frags, skin_faces)[0]  # [s, s, 3] window pixel x, y and depth per texel
     normals = F.normalize(interpolate(vertex_normals(cam_verts[None], triangles)[0], frags, skin_faces)[0], dim=-1)
@@ -77,7 +110,14 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, triangles: torch
     colour = srgb_to_linear(texture(image, uv_in_window)[0])
     shading = irradiance(normals[None], sh[None].to(normals))[0].clamp(min=0.05)
     albedo = (colour / shading).clamp(0, 1)
+    return albedo, weight, covered
 
+
+def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
+                    box: tuple[float, float, float, float], size: int = 1024) -> np.ndarray:
+    """The face albedo texture [size, size, 3] uint8 sRGB: `unwrap`, then step 4 (arguments as there)."""
+    albedo, weight, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
+    device = albedo.device
     w = weight[..., None]
     mirrored_albedo, w_m = albedo.flip(1), w.flip(1)
     both = w + (1 - w) * w_m
