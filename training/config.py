@@ -1,0 +1,102 @@
+"""Training configs: TOML files under training/configs/, read into TrainConfig. Unknown keys are errors, so a
+typo never silently trains with a default.
+
+    [run]        seed, steps, batch (per rank), synthetic_share, lr, ..., checkpoint_every, eval_every
+    [network]    variant = "mlanet_r18" plus any NetworkConfig field (image_size, fusion, channel_attention, ...)
+    [loss]       LossWeights fields
+    [synthetic]  SyntheticConfig fields
+    [augment]    AugmentConfig fields
+    [data]       crops (folder), limit, val_count
+"""
+
+from __future__ import annotations
+
+import tomllib
+from dataclasses import asdict, dataclass, field, fields
+from pathlib import Path
+
+from backend.errors import MlafaceError
+
+from .losses import LossWeights
+from .real_data import AugmentConfig
+from .synthetic import SyntheticConfig
+
+CONFIG_DIR = Path(__file__).resolve().parent / "configs"
+
+
+@dataclass(frozen=True)
+class RunConfig:
+    seed: int = 0
+    steps: int = 1000
+    batch: int = 32  # per rank
+    synthetic_share: float = 0.5
+    lr: float = 1e-3
+    weight_decay: float = 0.05
+    warmup: int = 100
+    grad_clip: float = 1.0
+    photo_size: int = 0  # pixels of the photometric render; 0 = the network's input size
+    checkpoint_every: int = 200
+    log_every: int = 10
+    eval_every: int = 200
+    compile: bool = False
+    device: str = "auto"
+
+
+@dataclass(frozen=True)
+class DataConfig:
+    crops: str = "../shared/data/aflw-crops"
+    limit: int = 0  # 0 = all crops
+    val_count: int = 500  # the last crops (file order), never trained on
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    name: str
+    run: RunConfig = RunConfig()
+    network: dict = field(default_factory=lambda: {"variant": "mlanet_r18"})
+    loss: LossWeights = LossWeights()
+    synthetic: SyntheticConfig = SyntheticConfig()
+    augment: AugmentConfig = AugmentConfig()
+    data: DataConfig = DataConfig()
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _build(cls, table: dict, where: str):
+    known = {f.name for f in fields(cls)}
+    unknown = set(table) - known
+    if unknown:
+        raise MlafaceError(f"{where}: unknown keys {', '.join(sorted(unknown))} (known: {', '.join(sorted(known))})")
+    return cls(**table)
+
+
+def from_dict(d: dict, where: str = "config") -> TrainConfig:
+    sections = {"run": RunConfig, "loss": LossWeights, "synthetic": SyntheticConfig, "augment": AugmentConfig,
+                "data": DataConfig}
+    unknown = set(d) - set(sections) - {"network", "name"}
+    if unknown:
+        raise MlafaceError(f"{where}: unknown sections {', '.join(sorted(unknown))}")
+    network = dict(d.get("network", {}))
+    network.setdefault("variant", "mlanet_r18")
+    return TrainConfig(name=d.get("name", "run"), network=network,
+                       **{k: _build(cls, d.get(k, {}), f"{where} [{k}]") for k, cls in sections.items()})
+
+
+def load_config(name_or_path: str | Path, overrides: dict | None = None) -> TrainConfig:
+    """A config by file path or by name under training/configs/ (without .toml); overrides: {"run.steps": 10}."""
+    path = Path(name_or_path)
+    if not path.suffix:
+        path = CONFIG_DIR / f"{name_or_path}.toml"
+    if not path.is_file():
+        names = ", ".join(p.stem for p in sorted(CONFIG_DIR.glob("*.toml")))
+        raise MlafaceError(f"{name_or_path}: no such training config (configs: {names})")
+    try:
+        d = tomllib.loads(path.read_text())
+    except tomllib.TOMLDecodeError as e:
+        raise MlafaceError(f"{path}: not valid TOML ({e})") from None
+    d.setdefault("name", path.stem)
+    for key, value in (overrides or {}).items():
+        section, _, name = key.rpartition(".")
+        (d.setdefault(section, {}) if section else d)[name] = value
+    return from_dict(d, str(path))

@@ -1,0 +1,369 @@
+"""The training loop: synthetic faces (exact parameters) and real AFLW crops (visible 21 points, photometric)
+in every batch, one network forward, the losses of training/losses.py.
+
+    python -m training.train --config mlanet_r18_cpu --out runs/r18            # or: mlaface train ...
+    python -m training.train --config mlanet_r18_cpu --out runs/r18 --resume   # continue after a kill
+    torchrun --nproc_per_node 8 -m training.train --config mlanet_r50 --out runs/r50   # several GPUs / machines
+
+Every batch is a pure function of (seed, step, rank): synthetic faces come from a Generator seeded with them and
+the crops from a seeded per-epoch permutation, sharded by rank. So a checkpoint needs only the weights, the
+optimizer and the step, and `--resume` continues exactly where the run was killed. Under torchrun the model is
+wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 alone logs, evaluates and writes files.
+On CUDA: bf16 autocast and channels_last; `compile = true` in [run] adds torch.compile.
+
+Run folder: checkpoint.pt (resume state), best.pt and last.pt (network only: backend.network.load_network),
+log.csv, tensorboard/ (when tensorboard is installed), curve.png, config.json.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import json
+import math
+import os
+import sys
+import time
+from contextlib import nullcontext
+from pathlib import Path
+
+import torch
+import torch.distributed as dist
+from torch import nn
+
+from backend.albedo_model import AlbedoModel
+from backend.atomic import atomic_path
+from backend.camera import project
+from backend.errors import MlafaceError
+from backend.face_model import FaceModel
+from backend.network import MLANet, create_network, decode_params, save_checkpoint
+
+from . import losses
+from .aflw_crops import load_crops
+from .commands import add_train_arguments
+from .config import TrainConfig, load_config
+from .face_render import FaceRenderer
+from .plots import training_curve
+from .real_data import RealFaces, batch_indices, framing_zoom
+from .synthetic import SyntheticFaces
+
+
+class RawParams(nn.Module):
+    """The network as DDP wraps it: image -> parameter vector (decoding stays outside, in float32)."""
+
+    def __init__(self, net: MLANet):
+        super().__init__()
+        self.net = net
+
+    def forward(self, image: torch.Tensor) -> torch.Tensor:
+        return self.net.forward_head(self.net.forward_features(image))
+
+
+def step_seed(seed: int, step: int, rank: int) -> int:
+    return (seed * 1_000_003 + step) * 1024 + rank
+
+
+def learning_rate(cfg: TrainConfig, step: int) -> float:
+    r = cfg.run
+    if step < r.warmup:
+        return r.lr * (step + 1) / r.warmup
+    return r.lr * 0.5 * (1 + math.cos(math.pi * (step - r.warmup) / max(1, r.steps - r.warmup)))
+
+
+class Progress:
+    """One line on stderr: step, loss, images per second, time left."""
+
+    def __init__(self, total: int, start_step: int):
+        self.total, self.start, self.t0 = total, start_step, time.perf_counter()
+
+    def update(self, step: int, loss: float, rate: float) -> None:
+        done = step + 1
+        frac = done / self.total
+        left = (self.total - done) * (time.perf_counter() - self.t0) / max(1, done - self.start)
+        bar = "#" * int(24 * frac)
+        print(f"\rstep {done}/{self.total} [{bar:<24}] loss {loss:.4f} {rate:6.1f} img/s "
+              f"{int(left // 60):3d}:{int(left % 60):02d} left", end="", file=sys.stderr, flush=True)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig, out: Path, model_path: str | None = None, albedo_path: str | None = None,
+                 log=print):
+        self.cfg, self.out, self.log = cfg, out, log
+        self.distributed = "WORLD_SIZE" in os.environ and int(os.environ["WORLD_SIZE"]) > 1
+        want = cfg.run.device
+        if want == "auto":
+            want = "cuda" if torch.cuda.is_available() else "cpu"
+        if self.distributed:
+            dist.init_process_group("nccl" if want == "cuda" else "gloo")
+            self.rank, self.world = dist.get_rank(), dist.get_world_size()
+            if want == "cuda":
+                torch.cuda.set_device(int(os.environ.get("LOCAL_RANK", 0)))
+        else:
+            self.rank, self.world = 0, 1
+        self.device = torch.device(want, torch.cuda.current_device()) if want == "cuda" else torch.device("cpu")
+        self.cuda = self.device.type == "cuda"
+        torch.manual_seed(cfg.run.seed)
+
+        net_cfg = dict(cfg.network)
+        variant = net_cfg.pop("variant")
+        self.albedo = AlbedoModel.load(albedo_path).to(self.device)
+        net_cfg.setdefault("n_texture", self.albedo.n_components)
+        self.net = create_network(variant, **net_cfg).to(self.device)
+        self.size = self.net.cfg.image_size
+        self.photo_size = cfg.run.photo_size or self.size
+        self.model = FaceModel.load(model_path).face_subset().to(self.device)
+        self.renderer = FaceRenderer(self.model)
+
+        names, images, pts, _ = load_crops(cfg.data.crops, cfg.data.limit or None)
+        n_val = min(cfg.data.val_count, len(names) // 5)
+        self.real = RealFaces(images[:len(names) - n_val], pts[:len(names) - n_val], self.size, 1.0, cfg.augment,
+                              self.device)
+        self.val = RealFaces(images[len(names) - n_val:], pts[len(names) - n_val:], self.size, 1.0, cfg.augment,
+                             self.device)
+        backgrounds = self.real.images
+        self.synth = SyntheticFaces(self.model, self.albedo, self.size, backgrounds, cfg.synthetic)
+        probe = self.synth.sample(256, torch.Generator(self.device).manual_seed(cfg.run.seed))
+        zoom = framing_zoom(pts, images.shape[1], probe["lm21"].cpu().numpy(), self.size)
+        self.real.zoom = self.val.zoom = zoom
+
+        if self.cuda:
+            self.net = self.net.to(memory_format=torch.channels_last)
+        self.module = RawParams(self.net)
+        model_for_step = self.module
+        if self.distributed:
+            model_for_step = nn.parallel.DistributedDataParallel(
+                self.module, device_ids=[self.device.index] if self.cuda else None)
+        if cfg.run.compile:
+            model_for_step = torch.compile(model_for_step)
+        self.forward = model_for_step
+        self.optim = torch.optim.AdamW(self.net.parameters(), lr=cfg.run.lr, weight_decay=cfg.run.weight_decay)
+        self.step = 0
+        self.best = float("inf")
+        if self.rank == 0:
+            self.log(f"{self.net.cfg.name}: {sum(p.numel() for p in self.net.parameters()) / 1e6:.1f} M parameters, "
+                     f"{self.size}px; {len(self.real)} training crops, {len(self.val)} validation crops "
+                     f"(framing zoom {zoom:.3f}); {self.world} rank(s) on {self.device}")
+
+    # --- state ---------------------------------------------------------------------------------------------
+
+    def checkpoint_path(self) -> Path:
+        return self.out / "checkpoint.pt"
+
+    def save(self) -> None:
+        if self.rank != 0:
+            return
+        state = {"step": self.step, "net": self.net.state_dict(), "optim": self.optim.state_dict(),
+                 "best": self.best, "config": self.cfg.to_dict()}
+        with atomic_path(self.checkpoint_path()) as tmp:
+            torch.save(state, tmp)
+
+    def resume(self) -> bool:
+        path = self.checkpoint_path()
+        if not path.is_file():
+            return False
+        state = torch.load(path, map_location=self.device, weights_only=True)
+        if json.loads(json.dumps(state["config"])) != json.loads(json.dumps(self.cfg.to_dict())):
+            raise MlafaceError(f"{path}: written with another config; use a new --out folder or the same config")
+        self.net.load_state_dict(state["net"])
+        self.optim.load_state_dict(state["optim"])
+        self.step, self.best = int(state["step"]), float(state["best"])
+        log = self.out / "log.csv"
+        if self.rank == 0 and log.is_file():  # rows logged after the checkpoint will be logged again
+            lines = log.read_text().splitlines(keepends=True)
+            kept = lines[:1] + [line for line in lines[1:] if int(line.split(",", 1)[0]) <= self.step]
+            log.write_text("".join(kept))
+        return True
+
+    # --- one step ------------------------------------------------------------------------------------------
+
+    def batch(self, step: int) -> tuple[dict, dict]:
+        cfg = self.cfg.run
+        g = torch.Generator(self.device).manual_seed(step_seed(cfg.seed, step, self.rank))
+        n_syn = int(round(cfg.batch * cfg.synthetic_share))
+        index = batch_indices(len(self.real), step, cfg.batch - n_syn, cfg.seed, self.rank, self.world)
+        return self.synth.sample(n_syn, g), self.real.sample(index.to(self.device), g)
+
+    def geometry(self, p) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """-> camera-space vertices [B, V, 3], lm68 and lm21 [B, L, 2] crop pixels (0-based)."""
+        verts = self.model.vertices(p.identity, p.expression)
+        cam = verts @ p.rotation.transpose(1, 2) + p.translation[:, None]
+        lm68 = project(self.model.landmarks(cam), p.focal, (self.size, self.size))[..., :2] - 0.5
+        lm21 = project(self.model.landmarks(cam, "aflw21"), p.focal, (self.size, self.size))[..., :2] - 0.5
+        return cam, lm68, lm21
+
+    def losses(self, syn: dict, real: dict) -> dict[str, torch.Tensor]:
+        image = torch.cat([syn["image"], real["image"]])
+        if self.cuda:
+            image = image.contiguous(memory_format=torch.channels_last)
+        amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+        with amp:
+            raw = self.forward(image)
+        p = decode_params(raw.float(), self.net.cfg)
+        cam, lm68, lm21 = self.geometry(p)
+        n = len(syn["image"])
+        S, terms = self.size, {}
+        terms["landmark_syn68"] = losses.landmark_loss(lm68[:n], syn["lm68"], torch.ones_like(syn["lm68"][..., 0],
+                                                                                        dtype=torch.bool), S)
+        terms["landmark_syn21"] = losses.landmark_loss(lm21[:n], syn["lm21"], syn["vis21"], S)
+        terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
+        terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
+        sub = type(p)(**{k: getattr(p, k)[:n] for k in p.__dataclass_fields__})
+        terms.update(losses.parameter_losses(sub, syn))
+        real_p = type(p)(**{k: getattr(p, k)[n:] for k in p.__dataclass_fields__})
+        terms.update(losses.prior_losses(real_p))
+        if self.cfg.loss.photometric > 0:
+            ps = self.photo_size
+            scale = ps / S
+            rendered, mask = self.renderer.render(cam, p.focal * scale, self.albedo(p.texture), p.sh, ps)
+            target = image if ps == S else torch.nn.functional.interpolate(image.float(), size=(ps, ps),
+                                                                           mode="area")
+            terms["photometric"] = losses.photometric_loss(rendered, target.float(), mask)
+        return terms
+
+    # --- validation ----------------------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def validate(self) -> float:
+        """Mean 21-point NME (%, distance / sqrt(w * h) of the visible points' box) on the held-out crops."""
+        self.net.eval()
+        errors = []
+        for i in range(0, len(self.val), 64):
+            index = torch.arange(i, min(i + 64, len(self.val)), device=self.device)
+            b = self.val.sample(index, torch.Generator(self.device).manual_seed(0), augment=False)
+            amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
+            with amp:
+                raw = self.module(b["image"])
+            _, _, lm21 = self.geometry(decode_params(raw.float(), self.net.cfg))
+            vis = b["vis21"].float()
+            big = torch.where(b["vis21"][..., None], b["lm21"], torch.full_like(b["lm21"], float("inf")))
+            small = torch.where(b["vis21"][..., None], b["lm21"], torch.full_like(b["lm21"], -float("inf")))
+            wh = small.amax(1) - big.amin(1)
+            norm = (wh[:, 0] * wh[:, 1]).clamp(min=1).sqrt()
+            d = (lm21 - b["lm21"]).norm(dim=-1) / norm[:, None]
+            errors.append((d * vis).sum(1) / vis.sum(1).clamp(min=1))
+        self.net.train()
+        return float(torch.cat(errors).mean() * 100)
+
+    # --- the loop ------------------------------------------------------------------------------------------
+
+    def train(self, progress: bool = True) -> dict:
+        cfg = self.cfg.run
+        writer, csv_file, csv_writer = None, None, None
+        if self.rank == 0:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
+            try:
+                from torch.utils.tensorboard import SummaryWriter
+
+                writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step)
+            except ImportError:
+                self.log("tensorboard is not installed: logging to log.csv only")
+            new = not (self.out / "log.csv").is_file()
+            csv_file = open(self.out / "log.csv", "a", newline="")  # noqa: SIM115 (closed below)
+            csv_writer = csv.writer(csv_file)
+            if new:
+                csv_writer.writerow(["step", "seconds", "lr", "loss", "images_per_s", "val_nme21", "terms"])
+        bar = Progress(cfg.steps, self.step) if progress and self.rank == 0 else None
+        self.net.train()
+        t_log, images = time.perf_counter(), 0
+        start = time.perf_counter()
+        try:
+            while self.step < cfg.steps:
+                lr = learning_rate(self.cfg, self.step)
+                for group in self.optim.param_groups:
+                    group["lr"] = lr
+                syn, real = self.batch(self.step)
+                terms = self.losses(syn, real)
+                loss = losses.total(terms, self.cfg.loss)
+                self.optim.zero_grad(set_to_none=True)
+                loss.backward()
+                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
+                self.optim.step()
+                images += cfg.batch * self.world
+                self.step += 1
+                val = None
+                if self.rank == 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                    val = self.validate()
+                    if val < self.best:
+                        self.best = val
+                        save_checkpoint(self.out / "best.pt", self.net, step=self.step, val_nme21=val)
+                if self.rank == 0 and (self.step % cfg.log_every == 0 or val is not None):
+                    if self.cuda:
+                        torch.cuda.synchronize()
+                    rate = images / (time.perf_counter() - t_log)
+                    t_log, images = time.perf_counter(), 0
+                    values = {k: float(v.detach()) for k, v in terms.items()}
+                    csv_writer.writerow([self.step, f"{time.perf_counter() - start:.1f}", f"{lr:.3g}",
+                                         f"{float(loss.detach()):.5f}", f"{rate:.1f}",
+                                         "" if val is None else f"{val:.3f}", json.dumps(values)])
+                    csv_file.flush()
+                    if writer:
+                        writer.add_scalar("loss/total", float(loss.detach()), self.step)
+                        for k, v in values.items():
+                            writer.add_scalar(f"loss/{k}", v, self.step)
+                        writer.add_scalar("lr", lr, self.step)
+                        writer.add_scalar("images_per_s", rate, self.step)
+                        if val is not None:
+                            writer.add_scalar("val/nme21", val, self.step)
+                    if bar:
+                        bar.update(self.step - 1, float(loss.detach()), rate)
+                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    self.save()
+                    if self.rank == 0:
+                        training_curve(self.out / "log.csv", self.out / "curve.png")
+        finally:
+            if bar:
+                print(file=sys.stderr)
+            if writer:
+                writer.close()
+            if csv_file:
+                csv_file.close()
+        if self.rank == 0:
+            save_checkpoint(self.out / "last.pt", self.net, step=self.step, val_nme21=self.best)
+        if self.distributed:
+            dist.barrier()
+            dist.destroy_process_group()
+        return {"steps": self.step, "best_val_nme21": self.best, "seconds": time.perf_counter() - start}
+
+
+def parse_overrides(items: list[str]) -> dict:
+    """["run.steps=10", "network.fusion=false"] -> {"run.steps": 10, "network.fusion": False} (TOML values)."""
+    import tomllib
+
+    out = {}
+    for item in items:
+        key, sep, value = item.partition("=")
+        if not sep:
+            raise MlafaceError(f"--set {item!r}: expected SECTION.KEY=VALUE")
+        try:
+            out[key] = tomllib.loads(f"v = {value}")["v"]
+        except tomllib.TOMLDecodeError:
+            out[key] = value
+    return out
+
+
+def run(args: argparse.Namespace) -> int:
+    cfg = load_config(args.config, parse_overrides(args.set))
+    if not args.resume and (args.out / "checkpoint.pt").is_file():
+        raise MlafaceError(f"{args.out} holds a run already: pass --resume to continue it, or another --out")
+    trainer = Trainer(cfg, args.out, args.model, args.albedo, log=lambda m: print(m, file=sys.stderr))
+    if args.resume and trainer.resume() and trainer.rank == 0:
+        print(f"resumed at step {trainer.step}", file=sys.stderr)
+    result = trainer.train(progress=not args.no_progress)
+    if trainer.rank == 0:
+        print(json.dumps(result))
+    return 0
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m training.train", description=__doc__.split("\n")[0])
+    add_train_arguments(p)
+    try:
+        return run(p.parse_args(argv))
+    except MlafaceError as e:
+        print(f"train: error: {e}", file=sys.stderr)
+        return 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
