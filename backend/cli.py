@@ -6,6 +6,8 @@
     mlaface reconstruct PHOTOS... -o OUTDIR [--device auto|cpu|cuda] [--fit-steps N] [--texture-size N]
                         [--formats npz,obj,glb,overlay] [--all-faces] [--same-person]
     mlaface worker [--device ...]      (JSON lines on stdin/stdout, for the Blender add-on)
+    mlaface train --config NAME --out DIR [--resume]      (from training/, when installed)
+    mlaface evaluate aflw2000 DIR [--weights FILE] [-o OUTDIR]
 
 Problems the user can fix print one `mlaface: error: ...` line and exit with status 1.
 """
@@ -21,6 +23,8 @@ import numpy as np
 
 from . import __version__
 from .errors import MlafaceError
+
+PLUGIN_GROUP = "mlaface.commands"
 
 
 def _progress(done: int, total: int | None) -> None:
@@ -61,15 +65,16 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
     from .model_store import find_network_weights
-    from .network import DEFAULT_VARIANT, VARIANTS, describe
+    from .network import VARIANTS, describe
 
-    print("networks (weights: --weights > $MLAFACE_WEIGHTS > shipped > cache):")
+    print("networks (weights: --weights > $MLAFACE_WEIGHTS > shipped > cache; the first variant with weights runs):")
+    used = find_network_weights(None, args.weights)
+    print(f"  in use: {used if used else 'none (reconstruction fits the face model without a network)'}")
     for name, cfg in VARIANTS.items():
         if name == "mlanet_tiny":
             continue  # for tests only
-        weights = find_network_weights(name, args.weights if name == DEFAULT_VARIANT else None)
-        default = " (default)" if name == DEFAULT_VARIANT else ""
-        print(f"  {describe(cfg)}{default}; " + (f"trained weights: {weights}" if weights else "no trained weights"))
+        weights = find_network_weights(name)
+        print(f"  {describe(cfg)}; " + (f"trained weights: {weights}" if weights else "no trained weights"))
 
 
 def cmd_landmarks(args: argparse.Namespace) -> int:
@@ -208,7 +213,20 @@ def build_parser() -> argparse.ArgumentParser:
         p.add_argument("--weights", metavar="FILE", default=None, help="network weights")
     rc.set_defaults(func=cmd_reconstruct)
     commands.choices["worker"].set_defaults(func=cmd_worker)
+    add_plugin_commands(commands)
     return parser
+
+
+def add_plugin_commands(commands) -> None:
+    """Commands that other installed packages register in the entry point group "mlaface.commands" (each a
+    function given the subparsers): `train` and `evaluate` from training/, without backend importing it."""
+    from importlib.metadata import entry_points
+
+    for ep in entry_points(group=PLUGIN_GROUP):
+        try:
+            ep.load()(commands)
+        except ImportError as e:
+            print(f"mlaface: warning: command {ep.name!r} unavailable ({e})", file=sys.stderr)
 
 
 def main(argv: list[str] | None = None) -> int:

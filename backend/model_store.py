@@ -24,6 +24,7 @@ MODEL_ENV = "MLAFACE_MODEL"
 MODEL_FILENAME = "ict-facekit.npz"
 WEIGHTS_ENV = "MLAFACE_WEIGHTS"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+PREFERRED_VARIANTS = ("mlanet_r50", "mlanet_r18")  # the most accurate variant that has weights is used
 
 ICT_FACEKIT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
 ICT_FACEKIT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_FACEKIT_COMMIT}.zip"
@@ -67,18 +68,20 @@ def resolve_model_path(path: str | Path | None = None) -> Path:
     return where
 
 
-def find_network_weights(variant: str, path: str | Path | None = None) -> Path | None:
+def find_network_weights(variant: str | None = None, path: str | Path | None = None) -> Path | None:
     """Trained weights of a network variant: `path` > $MLAFACE_WEIGHTS > the weights shipped in the package
     (backend/weights/VARIANT.pt) > the user cache (models/VARIANT.pt); None when there are none (the pipeline
-    then fits the face model without a network). A path that is named but missing is an error."""
+    then fits the face model without a network). variant None: the first of PREFERRED_VARIANTS that has weights.
+    A path that is named but missing is an error."""
     named = path if path is not None else os.environ.get(WEIGHTS_ENV) or None
     if named is not None:
         if not Path(named).is_file():
             raise MlafaceError(f"{named}: network weights not found")
         return Path(named)
-    for candidate in (PACKAGED_WEIGHTS / f"{variant}.pt", cache_dir() / "models" / f"{variant}.pt"):
-        if candidate.is_file():
-            return candidate
+    for name in PREFERRED_VARIANTS if variant is None else (variant,):
+        for candidate in (PACKAGED_WEIGHTS / f"{name}.pt", cache_dir() / "models" / f"{name}.pt"):
+            if candidate.is_file():
+                return candidate
     return None
 
 
