@@ -18,6 +18,7 @@ from pathlib import Path
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from .errors import MlafaceError
@@ -26,6 +27,7 @@ from .npz_file import read_npz, write_npz
 FORMAT = "mlaface.albedo_model"
 FORMAT_VERSION = 1
 SHIPPED = Path(__file__).resolve().parent / "weights" / "albedo_model.npz"
+TEXEL_NOISE = 0.05  # linear RGB: how far a photo's de-lit texel may stray from the model (the fit's ridge)
 
 
 def write_albedo_model(path: str | Path, mean: np.ndarray, basis: np.ndarray, sigma: np.ndarray,
@@ -70,3 +72,14 @@ class AlbedoModel(nn.Module):
             raise MlafaceError(f"{k} texture coefficients, the albedo model has {self.n_components}")
         out = self.mean + (coeffs.to(self.basis.dtype) @ self.basis[:k]).view(-1, *self.mean.shape)
         return out
+
+    def fit(self, albedo: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
+        """Coefficients [K] that best explain a partly seen albedo map: albedo [3, H, W] linear (any size, resized
+        to the model's), weight [H, W] in [0, 1] (0 = unseen); MAP estimate with the N(0, 1) prior and TEXEL_NOISE
+        per texel, so with nothing seen it is the mean."""
+        S = self.size
+        a = F.interpolate(albedo[None].float(), size=(S, S), mode="area")[0]
+        w = F.interpolate(weight[None, None].float(), size=(S, S), mode="area")[0, 0].reshape(-1).repeat(3)
+        bw = self.basis * w
+        lhs = bw @ self.basis.T + TEXEL_NOISE ** 2 * torch.eye(self.n_components, device=w.device)
+        return torch.linalg.solve(lhs, bw @ (a - self.mean).reshape(-1))

@@ -18,6 +18,8 @@ import numpy as np
 import torch
 
 from . import __version__
+from .albedo_model import SHIPPED as SHIPPED_ALBEDO
+from .albedo_model import AlbedoModel
 from .align import align_face, landmark_box
 from .face_model import FaceModel
 from .face_result import FaceResult
@@ -63,6 +65,7 @@ class Reconstructor:
         self.weights = find_network_weights(None, options.weights)
         self.net = load_network(self.weights).to(self.device).eval() if self.weights else None
         self.tile_mesh = TileMesh.from_data(self.data, self.device)
+        self.albedo_model = AlbedoModel.load().to(self.device) if SHIPPED_ALBEDO.is_file() else None
 
     def with_options(self, **changes) -> Reconstructor:
         """The same loaded models with other run options (fit_steps, texture_size, all_faces)."""
@@ -115,7 +118,7 @@ class Reconstructor:
         for b, (image, face) in enumerate(zip(images, faces, strict=True)):
             t3 = time.perf_counter()
             tex = extract_texture(image, cam[b], self.tile_mesh, float(fitted.focal[b]), fitted.sh[b],
-                                  landmark_box(face.landmarks), self.options.texture_size)
+                                  landmark_box(face.landmarks), self.options.texture_size, self.albedo_model)
             meta = {
                 "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
                 "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,

@@ -5,8 +5,9 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
 2. project the point into a window of the photo around the face; it counts where the z-buffer of the head
    rendered into that window sees it (visibility), faded towards grazing angles (n . view from FADE to 1);
 3. divide out the fitted SH shading (in linear RGB) to get albedo;
-4. fill what the photo does not show from the mirrored texel, and the rest from the mean skin tone (later: the
-   albedo model), blended by coverage so there are no hard seams.
+4. fill what the photo does not show from the mirrored texel, and the rest from the albedo model fitted to what
+   the photo shows (backend/albedo_model.py; without one, the median seen skin tone), blended by coverage so
+   there are no hard seams.
 """
 
 from __future__ import annotations
@@ -17,6 +18,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .albedo_model import AlbedoModel
 from .align import crop_from_box
 from .camera import crop_camera, project
 from .model_file import FaceModelData
@@ -114,7 +116,8 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
 
 
 def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
-                    box: tuple[float, float, float, float], size: int = 1024) -> np.ndarray:
+                    box: tuple[float, float, float, float], size: int = 1024,
+                    albedo_model: AlbedoModel | None = None) -> np.ndarray:
     """The face albedo texture [size, size, 3] uint8 sRGB: `unwrap`, then step 4 (arguments as there)."""
     albedo, weight, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
     device = albedo.device
@@ -122,8 +125,13 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, 
     mirrored_albedo, w_m = albedo.flip(1), w.flip(1)
     both = w + (1 - w) * w_m
     combined = (w * albedo + (1 - w) * w_m * mirrored_albedo) / both.clamp(min=1e-6)
-    seen = both[..., 0] > 0.5
-    mean_skin = albedo[seen].median(0).values if seen.any() else torch.tensor([0.55, 0.4, 0.33], device=device)
-    out = combined * both + mean_skin * (1 - both)
-    out = torch.where(covered[..., None], out, mean_skin)  # UV gaps: no hard seams at tile edges
+    if albedo_model is not None:
+        coeffs = albedo_model.fit(combined.permute(2, 0, 1), both[..., 0] * covered)
+        fill = F.interpolate(albedo_model(coeffs[None]), size=(size, size), mode="bilinear", align_corners=False)
+        fill = fill[0].permute(1, 2, 0).clamp(0, 1)
+    else:
+        seen = both[..., 0] > 0.5
+        fill = albedo[seen].median(0).values if seen.any() else torch.tensor([0.55, 0.4, 0.33], device=device)
+    out = combined * both + fill * (1 - both)
+    out = torch.where(covered[..., None], out, fill)  # UV gaps: no hard seams at tile edges
     return (linear_to_srgb(out) * 255).round().byte().cpu().numpy()

@@ -20,17 +20,6 @@ from training.texture_model import em_pca
 CROPS = SHARED_DATA / "aflw-crops"
 
 
-def test_shipped_albedo_model_is_skin():
-    albedo = AlbedoModel.load()
-    assert 10 <= albedo.n_components <= 200
-    assert "AFLW" in albedo.source
-    mean = albedo(torch.zeros(1, albedo.n_components))[0]
-    cheek = mean[:, int(0.55 * albedo.size), int(0.3 * albedo.size)]  # a texel on the cheek
-    assert cheek[0] > cheek[1] > cheek[2] > 0.02, cheek  # skin: red over green over blue, linear RGB
-    # mirror-symmetric (built from mirrored faces; the tile is symmetric in u)
-    assert torch.allclose(mean, mean.flip(-1), atol=0.02)
-
-
 def test_em_pca_fills_missing_values():
     g = torch.Generator().manual_seed(0)
     basis = torch.linalg.qr(torch.randn(60, 5, generator=g))[0].T  # [5, 60]

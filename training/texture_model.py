@@ -12,9 +12,10 @@
    reconstruction, blended by the visibility weight, and repeat SVD + fill until it settles.
 4. Choose K by prediction, the way the model is used (filling what a photo does not show): on held-out faces,
    hide random 16 x 16-texel blocks (30% of their seen texels), fit the coefficients to the rest, and measure the
-   error on the hidden blocks for each K. The error drops, then flattens and rises as the extra components fit
-   noise; K is the smallest whose error is within 1% of the best. (Hiding single texels instead would reward
-   any K: neighbours predict a texel.)
+   error on the hidden blocks for each K. The error drops fast, then flattens (measured on 1,994 faces: 0.150 at
+   K=5, 0.116 at 60, 0.111 at 200); K is the smallest whose error is within K_TOLERANCE of the best: past it,
+   more components buy almost nothing and cost a larger network head. (Hiding single texels instead would
+   reward any K: neighbours predict a texel.)
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from .aflw_crops import load_crops
 
 MAX_FIT_ERROR = 0.08  # mean landmark error / box size above which a fit is not trusted
 CANDIDATE_K = (5, 10, 20, 30, 40, 60, 80, 120, 160, 200)
+K_TOLERANCE = 0.05  # relative
 
 
 def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 64, model_path=None,
@@ -150,7 +152,7 @@ def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, model
     errors = heldout_errors(x[held_rows], w[held_rows], mean, basis, sigma, CANDIDATE_K,
                             block_mask(len(held_rows), covered, seed=seed))
     best = min(errors.values())
-    k = min(kk for kk, e in errors.items() if e <= best * 1.01)
+    k = min(kk for kk, e in errors.items() if e <= best * (1 + K_TOLERANCE))
     log("held-out error on hidden texels by K: " + ", ".join(f"{kk}: {e:.4f}" for kk, e in errors.items()))
     log(f"chosen K = {k}")
 
