@@ -1,7 +1,7 @@
 """The ablation: the same training run with and without the attention modules and the multi-scale fusion,
 each evaluated on AFLW2000-3D (training/evaluate.py). Prints a markdown table and writes OUT/ablations.json.
 
-    python scripts/train_ablations.py --config tiny_ablation --out runs/ablations [--data ../shared/data/aflw2000-3d-dev]
+    python scripts/train_ablations.py [--config tiny_ablation] [--out runs/ablations] [--data DIR]
 """
 
 from __future__ import annotations
