@@ -10,13 +10,16 @@ from __future__ import annotations
 
 import io
 import json
+import math
 import struct
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .animation import AnimationTrack
 from .atomic import write_bytes_atomic
+from .errors import MlafaceError
 from .face_result import FaceResult
 from .model_file import fan_triangulate
 
@@ -81,9 +84,27 @@ def _gltf_mesh_data(r: FaceResult):
     return r.corner_vertex[first], r.corner_uv[first], inverse.reshape(-1)[corners], r.polygon_material[poly]
 
 
-def write_glb(r: FaceResult, path: str | Path) -> Path:
+def rotation_to_quaternion(r: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] rotation matrices -> [N, 4] unit quaternions (x, y, z, w), glTF's order, w >= 0."""
+    r = np.asarray(r, dtype=np.float64)
+    w = np.sqrt(np.maximum(0, 1 + r[:, 0, 0] + r[:, 1, 1] + r[:, 2, 2])) / 2
+    x = np.sqrt(np.maximum(0, 1 + r[:, 0, 0] - r[:, 1, 1] - r[:, 2, 2])) / 2
+    y = np.sqrt(np.maximum(0, 1 - r[:, 0, 0] + r[:, 1, 1] - r[:, 2, 2])) / 2
+    z = np.sqrt(np.maximum(0, 1 - r[:, 0, 0] - r[:, 1, 1] + r[:, 2, 2])) / 2
+    x = np.copysign(x, r[:, 2, 1] - r[:, 1, 2])
+    y = np.copysign(y, r[:, 0, 2] - r[:, 2, 0])
+    z = np.copysign(z, r[:, 1, 0] - r[:, 0, 1])
+    q = np.stack([x, y, z, w], 1)
+    return q / np.linalg.norm(q, axis=1, keepdims=True)
+
+
+def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = None) -> Path:
     """A .glb: one mesh, one primitive per material, 53 morph targets named in mesh.extras.targetNames with the
-    photo's weights, the face texture embedded; the pose and camera in the node's extras."""
+    photo's weights, the face texture embedded; the pose and camera in the node's extras.
+
+    With a track (backend/animation.py): an animation "mlaface" whose channels key the morph weights and the
+    head node's rotation and translation at the track's times (the head in camera space), and a camera node at
+    the origin with the photo camera's vertical field of view (glTF cameras look down -z, +y up, as ours)."""
     path = Path(path)
     vid, uv, tris, tri_mat = _gltf_mesh_data(r)
     positions = r.vertices[vid].astype(np.float32)
@@ -101,7 +122,7 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
         views.append(view)
         acc = {"bufferView": len(views) - 1, "componentType": component, "count": len(data), "type": kind}
         if minmax:
-            acc["min"], acc["max"] = data.min(0).tolist(), data.max(0).tolist()
+            acc["min"], acc["max"] = np.atleast_1d(data.min(0)).tolist(), np.atleast_1d(data.max(0)).tolist()
         accessors.append(acc)
         return len(accessors) - 1
 
@@ -130,6 +151,7 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
         primitives.append({"attributes": {"POSITION": pos_acc, "TEXCOORD_0": uv_acc}, "indices": idx,
                            "material": len(materials) - 1, "targets": targets})
     names = [str(n) for n in r.expression_names]
+    extra = _animation(track, add, r) if track is not None else {}
     gltf = {
         "asset": {"version": "2.0", "generator": f"mlaface {r.meta.get('mlaface_version', '')}"},
         "scene": 0, "scenes": [{"nodes": [0]}],
@@ -143,6 +165,10 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
         "images": [{"bufferView": image_view, "mimeType": "image/png"}],
         "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": len(blob)}],
     }
+    if extra:
+        gltf["animations"], gltf["cameras"] = extra["animations"], extra["cameras"]
+        gltf["nodes"].append(extra["camera_node"])
+        gltf["scenes"][0]["nodes"].append(1)
     text = json.dumps(gltf).encode()
     text += b" " * (-len(text) % 4)
     while len(blob) % 4:
@@ -150,6 +176,26 @@ def write_glb(r: FaceResult, path: str | Path) -> Path:
     body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(blob), b"BIN\0") + bytes(blob)
     write_bytes_atomic(path, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
     return path
+
+
+def _animation(track: AnimationTrack, add, r: FaceResult) -> dict:
+    """The glTF animation, camera and camera node for a track; `add` stores an array and returns its accessor."""
+    names = [str(n) for n in r.expression_names]
+    if [str(n) for n in track.expression_names] != names:
+        raise MlafaceError("the animation's expression names differ from the head's")
+    track.check()
+    times = add(track.times.astype(np.float32), None, 5126, "SCALAR", True)
+    weights = add(track.weights.astype(np.float32).reshape(-1), None, 5126, "SCALAR")
+    rotation = add(rotation_to_quaternion(track.rotation).astype(np.float32), None, 5126, "VEC4")
+    translation = add(track.translation.astype(np.float32), None, 5126, "VEC3")
+    samplers = [{"input": times, "output": out, "interpolation": "LINEAR"} for out in (weights, rotation, translation)]
+    channels = [{"sampler": i, "target": {"node": 0, "path": p}}
+                for i, p in enumerate(("weights", "rotation", "translation"))]
+    H, W = (int(v) for v in r.image_size)
+    camera = {"type": "perspective", "perspective": {"yfov": 2 * math.atan(H / 2 / r.focal), "aspectRatio": W / H,
+                                                     "znear": 0.01, "zfar": 100.0}}
+    return {"animations": [{"name": "mlaface", "samplers": samplers, "channels": channels}],
+            "cameras": [camera], "camera_node": {"name": "camera", "camera": 0}}
 
 
 def write_overlay(r: FaceResult, photo: np.ndarray, path: str | Path, size: int = 768) -> Path:

@@ -8,7 +8,7 @@ import pytest
 import torch
 
 from backend.errors import MlafaceError
-from backend.model_store import find_network_weights
+from backend.model_store import PACKAGED_WEIGHTS, find_network_weights
 from backend.network import (
     VARIANTS,
     complexity,
@@ -171,8 +171,11 @@ def test_finding_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MLAFACE_WEIGHTS", str(path))
     assert find_network_weights("mlanet_r50") == path
     monkeypatch.delenv("MLAFACE_WEIGHTS")
-    cached = save_checkpoint(tmp_path / "xdg-cache" / "mlaface" / "models" / "mlanet_r18.pt", net)
-    assert find_network_weights("mlanet_r18") == cached
+    shipped = PACKAGED_WEIGHTS / "mlanet_r18.pt"
+    assert find_network_weights(None) == (shipped if shipped.is_file() else None)  # the shipped light variant
+    cached = save_checkpoint(tmp_path / "xdg-cache" / "mlaface" / "models" / "mlanet_r50.pt", net)
+    assert find_network_weights("mlanet_r50") == cached
+    assert find_network_weights(None) == cached  # the most accurate variant with weights wins
 
 
 def test_zero_prediction_frames_the_mean_face_like_the_aligned_crop(real_model_data):

@@ -220,3 +220,32 @@ def test_device_errors():
         pick_device("cuda")
     assert pick_device("auto").type == "cpu"
 
+
+
+def test_animated_glb(takeo, tmp_path):
+    from backend.animation import AnimationTrack
+
+    n, E = 4, len(takeo.expression_names)
+    weights = np.zeros((n, E), np.float32)
+    weights[:, list(takeo.expression_names).index("jawOpen")] = np.linspace(0, 1, n)
+    anim = AnimationTrack(fps=25.0, times=np.arange(n) / 25.0, frame_index=np.arange(n, dtype=np.int32),
+                          expression_names=takeo.expression_names, weights=weights,
+                          rotation=np.repeat(takeo.rotation[None], n, 0),
+                          translation=np.repeat(takeo.translation[None], n, 0), tracked=np.ones(n, bool),
+                          source="clip")
+    path = write_glb(takeo, tmp_path / "anim.glb", anim)
+    data = path.read_bytes()
+    length = struct.unpack("<I", data[12:16])[0]
+    gltf = json.loads(data[20:20 + length])
+    (animation,) = gltf["animations"]
+    assert [c["target"]["path"] for c in animation["channels"]] == ["weights", "rotation", "translation"]
+    acc = gltf["accessors"]
+    sampler = animation["samplers"][0]
+    assert acc[sampler["input"]]["count"] == n and acc[sampler["input"]]["max"] == [pytest.approx(3 / 25)]
+    assert acc[sampler["output"]]["count"] == n * E
+    assert gltf["nodes"][1]["camera"] == 0 and gltf["scenes"][0]["nodes"] == [0, 1]
+    bad = AnimationTrack(**{**anim.__dict__, "expression_names": anim.expression_names[:-1],
+                            "weights": weights[:, :-1]})
+    with pytest.raises(MlafaceError, match="expression names differ"):
+        write_glb(takeo, tmp_path / "bad.glb", bad)
+    assert not (tmp_path / "bad.glb").exists()
