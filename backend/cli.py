@@ -5,6 +5,7 @@
     mlaface landmarks PHOTOS... [--provider auto|dlib|fan] [--largest] [-o OUT.json]
     mlaface reconstruct PHOTOS... -o OUTDIR [--device auto|cpu|cuda] [--fit-steps N] [--texture-size N]
                         [--formats npz,obj,glb,overlay] [--all-faces] [--same-person]
+    mlaface animate CLIP -o OUTDIR [--fps N] [--smooth S] [--start N] [--end N] [--step N]
     mlaface worker [--device ...]      (JSON lines on stdin/stdout, for the Blender add-on)
     mlaface train --config NAME --out DIR [--resume]      (from training/, when installed)
     mlaface evaluate aflw2000 DIR [--weights FILE] [-o OUTDIR]
@@ -158,6 +159,38 @@ def _progress_bar(done: int, total: int, name: str, start: float) -> None:
           f"{name[:40]:40s}", end="", file=sys.stderr, flush=True)
 
 
+def cmd_animate(args: argparse.Namespace) -> int:
+    from .animate import AnimateOptions, animate, write_clip_outputs
+    from .batch import prepare_output
+    from .pipeline import ReconstructOptions, Reconstructor
+
+    if not 0 <= args.smooth <= 1:
+        raise MlafaceError(f"--smooth must be between 0 and 1, got {args.smooth}")
+    clip = Path(args.clip)
+    if not clip.exists():
+        raise MlafaceError(f"{clip}: clip not found")
+    folder = prepare_output(args.output)
+    start = time.perf_counter()
+    rec = Reconstructor(ReconstructOptions(device=args.device, provider=args.provider, model=args.model,
+                                           weights=args.weights, texture_size=1024))
+
+    def progress(stage: str, done: int, total: int) -> None:
+        rate = done / max(time.perf_counter() - start, 1e-6)
+        _progress_bar(done, total, f"{stage} {rate:5.1f} frames/s", start)
+
+    head, anim, report = animate(rec, clip, AnimateOptions(fps=args.fps, smooth=args.smooth, start=args.start,
+                                                           end=args.end, step=args.step), progress)
+    print(file=sys.stderr)
+    written = write_clip_outputs(head, anim, folder, clip.stem if clip.is_file() else clip.name)
+    seconds = time.perf_counter() - start
+    print(f"{report['frames']} frames ({report['tracked']} tracked, {report['carried']} carried) at "
+          f"{anim.fps:g} fps in {seconds:.1f} s ({report['frames'] / seconds:.1f} frames/s): "
+          + ", ".join(p.name for p in written), file=sys.stderr)
+    for first, last in report["lost"]:
+        print(f"mlaface: warning: face lost in frames {first}-{last}; bridged by interpolation", file=sys.stderr)
+    return 0
+
+
 def cmd_worker(args: argparse.Namespace) -> int:
     from .pipeline import ReconstructOptions
     from .worker import serve
@@ -206,7 +239,16 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
     rc.add_argument("--same-person", action="store_true",
                     help="the photos show one person: fit one identity, an expression and pose per photo")
-    for p in (rc, commands.add_parser("worker", help="serve the Blender add-on: JSON lines on stdin/stdout")):
+    an = commands.add_parser("animate", help="a video or numbered frames to an animated head (glb, Live Link CSV)")
+    an.add_argument("clip", metavar="CLIP", help="a video file or a folder of numbered frames")
+    an.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
+    an.add_argument("--fps", type=float, default=None, help="frame rate of a folder of frames (30), or an override")
+    an.add_argument("--smooth", type=float, default=0.5, help="temporal smoothing, 0 (off) to 1 (strong)")
+    an.add_argument("--start", type=int, default=0, help="first frame number (0-based)")
+    an.add_argument("--end", type=int, default=None, help="frame number to stop before")
+    an.add_argument("--step", type=int, default=1, help="use every N-th frame")
+    an.set_defaults(func=cmd_animate)
+    for p in (rc, an, commands.add_parser("worker", help="serve the Blender add-on: JSON lines on stdin/stdout")):
         p.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
         p.add_argument("--provider", default="auto", help="landmark provider: auto, dlib or fan")
         p.add_argument("--model", metavar="FILE", default=None, help="face model file")

@@ -122,11 +122,13 @@ def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str
 
 def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray], cfg: FitConfig = FitConfig(),
         init_identity: torch.Tensor | None = None, init_expression: torch.Tensor | None = None,
-        init_sh: torch.Tensor | None = None, shared_identity: bool = False,
+        init_sh: torch.Tensor | None = None, shared_identity: bool = False, fixed_identity: bool = False,
         progress=None) -> FitResult:
     """Fit `model` to B photos. images: B x [H, W, 3] uint8; landmarks: B x [L, 2] photo pixels (0-based) of
     cfg.landmark_set (L = 68 or 21), NaN rows for points not seen (at least 4 per photo must be given).
     init_*: [B, ...] starting values (e.g. from the network), default the mean face, no expression, ambient light.
+    fixed_identity: keep init_identity as it is (a person already known, e.g. from a clip's keyframes).
+    With cfg.w_photo = 0 only the images' sizes are used (np.broadcast_to of a pixel will do).
     progress(step, steps) is called every 10 steps."""
     device, dtype = model.mean.device, torch.float32
     B = len(images)
@@ -153,7 +155,8 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     rot0 = torch.tensor(np.stack([p[0] for p in poses]), dtype=dtype, device=device)
     trans0 = torch.tensor(np.stack([p[1] for p in poses]), dtype=dtype, device=device)
 
-    identity = (identity0.mean(0, keepdim=True) if shared_identity else identity0).clone().requires_grad_()
+    identity = (identity0.mean(0, keepdim=True) if shared_identity else identity0).clone()
+    identity.requires_grad_(not fixed_identity)
     expression = expression0.clamp(0, 1).clone().requires_grad_()
     omega = torch.zeros(B, 3, dtype=dtype, device=device, requires_grad=True)
     trans = trans0.clone().requires_grad_()
@@ -161,11 +164,12 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     sh = sh0.clone().requires_grad_()
     albedo = torch.full((B, 3), 0.45, dtype=dtype, device=device, requires_grad=True)
 
-    windows = [crop_from_box(im, b, size=cfg.window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
-    target = srgb_to_linear(torch.tensor(np.stack([w.image for w in windows]), dtype=dtype, device=device) / 255)
-    win_cams = [crop_camera(s, w.to_photo) for s, w in zip(sizes, windows, strict=True)]
-    win_scale = torch.tensor([k for k, _ in win_cams], dtype=dtype, device=device)  # photo px / window px
-    principal_win = torch.tensor([c for _, c in win_cams], dtype=dtype, device=device)
+    if cfg.w_photo > 0:
+        windows = [crop_from_box(im, b, size=cfg.window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
+        target = srgb_to_linear(torch.tensor(np.stack([w.image for w in windows]), dtype=dtype, device=device) / 255)
+        win_cams = [crop_camera(s, w.to_photo) for s, w in zip(sizes, windows, strict=True)]
+        win_scale = torch.tensor([k for k, _ in win_cams], dtype=dtype, device=device)  # photo px / window px
+        principal_win = torch.tensor([c for _, c in win_cams], dtype=dtype, device=device)
     skin_faces = model.face_triangles()
 
     def state():
@@ -190,7 +194,8 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
 
     rigid = [omega, trans, log_focal]
     optim = torch.optim.Adam([{"params": rigid, "lr": cfg.lr},
-                              {"params": [identity, expression, sh, albedo], "lr": cfg.lr}])
+                              {"params": [p for p in (identity, expression, sh, albedo) if p.requires_grad],
+                               "lr": cfg.lr}])
     for step in range(cfg.steps):
         ident, expr, rot, t, focal = state()
         cam = camera_points(ident, expr, rot, t)

@@ -40,6 +40,19 @@ class FaceRenderer:
         return image.permute(0, 3, 1, 2), frags.mask
 
 
+HOLE_KERNEL = 9  # pixels: closes the eye and mouth openings of the face subset at 128 px and above
+
+
+def fill_holes(image: torch.Tensor, mask: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """The face subset has no eyeballs or mouth interior: pixels inside its openings (uncovered, but inside the
+    mask's morphological closing) get `colour` ([B, 3, 1, 1]) instead of the background.
+    image: [B, 3, S, S]; mask: [B, S, S] bool."""
+    m = mask[:, None].float()
+    k = HOLE_KERNEL
+    closed = -F.max_pool2d(-F.max_pool2d(m, k, 1, k // 2), k, 1, k // 2)
+    return torch.where((closed > 0) & (m == 0), colour.expand_as(image), image)
+
+
 @torch.no_grad()
 def render_albedo_faces(model: FaceModel, albedo: AlbedoModel, coeffs: torch.Tensor, size: int) -> torch.Tensor:
     """The mean face, frontal, lit from the upper left, with albedo coefficients [B, K] -> [B, 3, size, size]

@@ -24,9 +24,7 @@ from backend.network import CROP_DEPTH, CROP_FOCAL
 from backend.shading import ambient_sh
 from backend.texture import linear_to_srgb
 
-from .face_render import FaceRenderer
-
-HOLE_KERNEL = 9  # pixels: closes the eye and mouth openings at 128 px and above
+from .face_render import FaceRenderer, fill_holes
 
 # facial actions: ARKit shapes that move together, "*" standing for Left and Right
 ACTIONS = (
@@ -184,11 +182,7 @@ class SyntheticFaces:
         sh = self._light(B, g, device)
         face, mask = self.renderer.render(cam, focal, self.albedo(texture), sh, S)
         image = torch.where(mask[:, None], linear_to_srgb(face), self._background(B, g, device))
-        # the subset has no eyeballs or mouth interior: holes inside the face become dark, not background
-        m = mask[:, None].float()
-        closed = -F.max_pool2d(-F.max_pool2d(m, HOLE_KERNEL, 1, HOLE_KERNEL // 2), HOLE_KERNEL, 1, HOLE_KERNEL // 2)
-        dark = 0.05 + 0.2 * torch.rand(B, 3, 1, 1, generator=g, device=device)
-        image = torch.where((closed > 0) & (m == 0), dark.expand_as(image), image)
+        image = fill_holes(image, mask, 0.05 + 0.2 * torch.rand(B, 3, 1, 1, generator=g, device=device))
         image = (image + cfg.noise * torch.randn(image.shape, generator=g, device=device)).clamp(0, 1)
         lm68 = project(self.model.landmarks(cam), focal, (S, S))[..., :2] - 0.5
         lm21 = project(self.model.landmarks(cam, "aflw21"), focal, (S, S))[..., :2] - 0.5

@@ -1,0 +1,197 @@
+"""Clip to animated head: one identity for the whole clip, ARKit expression weights and head pose per frame.
+
+    head, track, report = animate(reconstructor, "take.mp4", AnimateOptions(smooth=0.5))
+
+1. Track one face through the frames (backend/tracking.py): 68 landmarks per frame, lost frames noted.
+2. Identity: the face model fitted to KEYFRAMES frames spread over the clip at once (one identity, an expression
+   and pose each; backend/fitting.py with shared_identity), the full pipeline with texture: the keyframe with the
+   most frontal head gives the neutral head's FaceResult.
+3. Per frame, in batches: expression (53 weights in [0, 1]) and pose fitted to the landmarks with that identity
+   fixed; the network's expression is the start when weights exist.
+4. Lost frames are bridged: weights and pose interpolated between the tracked frames around them (held at the
+   clip's ends) and reported by frame number.
+5. Temporal smoothing (`smooth` 0 = off .. 1 = strong): a One Euro filter (Casiez et al. 2012), whose cut-off rises
+   with the signal's speed, so slow jitter is removed while a blink or a jaw drop keeps its speed; run forwards then
+   backwards, so it adds no lag.
+"""
+
+from __future__ import annotations
+
+import math
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+
+from .animation import AnimationTrack
+from .face_result import FaceResult
+from .fitting import FitConfig, fit
+from .landmarks import Face
+from .tracking import TrackedFrame, lost_ranges, track
+from .video import open_clip
+
+KEYFRAMES = 8
+
+
+@dataclass(frozen=True)
+class AnimateOptions:
+    fps: float | None = None  # the frame rate of a folder of frames, or one that overrides a video's
+    smooth: float = 0.5
+    start: int = 0
+    end: int | None = None
+    step: int = 1
+    fit_steps: int = 80  # per frame batch
+    batch: int = 32
+
+
+def one_euro(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> np.ndarray:
+    """One Euro filter of x [N, C] sampled at times t [N] seconds, forwards only."""
+    out = np.empty_like(x, dtype=np.float64)
+    out[0] = x[0]
+    dx_hat = np.zeros(x.shape[1])
+
+    def alpha(cutoff, dt):
+        tau = 1 / (2 * math.pi * cutoff)
+        return 1 / (1 + tau / dt)
+
+    for i in range(1, len(x)):
+        dt = max(float(t[i] - t[i - 1]), 1e-6)
+        dx = (x[i] - out[i - 1]) / dt
+        dx_hat = dx_hat + alpha(d_cutoff, dt) * (dx - dx_hat)
+        cutoff = min_cutoff + beta * np.abs(dx_hat)
+        out[i] = out[i - 1] + alpha(cutoff, dt) * (x[i] - out[i - 1])
+    return out
+
+
+def smooth_signal(x: np.ndarray, t: np.ndarray, strength: float) -> np.ndarray:
+    """Zero-lag One Euro smoothing of x [N, C] at times t: forwards, then backwards over the result.
+    strength 0 returns x; 1 smooths slow motion below about 0.6 Hz."""
+    if strength <= 0 or len(x) < 3:
+        return x
+    strength = min(strength, 1.0)
+    min_cutoff = 10 ** (1.0 - 1.2 * strength)  # 10 Hz at 0, 0.63 Hz at 1
+    beta = 2.0
+    forward = one_euro(x, t, min_cutoff, beta)
+    back = one_euro(forward[::-1], t[-1] - t[::-1], min_cutoff, beta)[::-1]
+    return back.astype(x.dtype)
+
+
+def orthonormal(r: np.ndarray) -> np.ndarray:
+    """[N, 3, 3] nearly-rotations -> the nearest rotations (SVD)."""
+    u, _, vt = np.linalg.svd(r)
+    d = np.sign(np.linalg.det(u @ vt))
+    u[:, :, 2] *= d[:, None]
+    return u @ vt
+
+
+def bridge(times: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarray:
+    """values [N, C] known where `known` [N] -> linear interpolation in time over the rest (held at the ends)."""
+    out = values.copy()
+    k = np.flatnonzero(known)
+    for c in range(values.shape[1]):
+        out[:, c] = np.interp(times, times[k], values[k, c])
+    return out
+
+
+def _faces(frames: list[TrackedFrame], provider: str) -> list[Face]:
+    from .align import landmark_box
+
+    return [Face(landmark_box(f.landmarks), f.landmarks, 1.0, provider) for f in frames]
+
+
+def _keyframe_images(clip, options: AnimateOptions, wanted: set[int]) -> dict[int, np.ndarray]:
+    """A second pass over the clip for the few frames whose pixels are needed (identity and texture)."""
+    _, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
+    return {f.index: f.image for f in frames if f.index in wanted}
+
+
+def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
+            progress: Callable[[str, int, int], None] | None = None) -> tuple[FaceResult, AnimationTrack, dict]:
+    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit".
+    -> (the neutral head's FaceResult, the track, a report: frames, lost ranges, seconds per stage)."""
+    clip = Path(clip)
+    t0 = time.perf_counter()
+    info, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
+    counter = {"n": 0}
+
+    def tracked(item: TrackedFrame) -> None:
+        counter["n"] += 1
+        if progress:
+            progress("track", counter["n"], max(info.frames // options.step, counter["n"]))
+
+    frames_out = track(frames, rec.provider, max_carry=max(1, round(info.fps / 2 / options.step)),
+                       progress=tracked, keep_images=False)
+    t1 = time.perf_counter()
+    good = [f for f in frames_out if f.landmarks is not None]
+    picks = sorted({good[round(i)].index for i in np.linspace(0, len(good) - 1, min(KEYFRAMES, len(good)))})
+    images = _keyframe_images(clip, options, set(picks))
+    keys = [f for f in good if f.index in picks]
+    heads = rec._reconstruct([images[f.index] for f in keys], _faces(keys, rec.provider.name),
+                             [str(clip)] * len(keys), [0] * len(keys), True, 0.0, None)
+    yaw = [abs(math.asin(max(-1.0, min(1.0, -float(h.rotation[2, 0]))))) for h in heads]
+    head = heads[int(np.argmin(yaw))]
+    identity = torch.from_numpy(head.identity).to(rec.device)
+    t2 = time.perf_counter()
+
+    E = len(head.expression_names)
+    weights = np.zeros((len(good), E), np.float32)
+    rotation = np.zeros((len(good), 3, 3), np.float32)
+    translation = np.zeros((len(good), 3), np.float32)
+    size = info.size
+    blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*size, 3))
+    cfg = FitConfig(steps=options.fit_steps, rigid_steps=min(30, options.fit_steps // 2), w_photo=0.0)
+    for i in range(0, len(good), options.batch):
+        chunk = good[i:i + options.batch]
+        B = len(chunk)
+        r = fit(rec.model, [blank] * B, [f.landmarks for f in chunk], cfg, identity[None].expand(B, -1),
+                fixed_identity=True)
+        weights[i:i + B] = r.expression.cpu().numpy()
+        rotation[i:i + B] = r.rotation.cpu().numpy()
+        translation[i:i + B] = r.translation.cpu().numpy()
+        if progress:
+            progress("fit", i + B, len(good))
+    t3 = time.perf_counter()
+
+    times = np.array([f.time for f in frames_out])
+    known = np.array([f.landmarks is not None for f in frames_out])
+    full = np.zeros((len(frames_out), E + 12), np.float64)
+    full[known] = np.concatenate([weights, rotation.reshape(-1, 9), translation], 1)
+    full = bridge(times, known, full)
+    full = smooth_signal(full, times, options.smooth)
+    anim = AnimationTrack(
+        fps=float(info.fps / options.step),
+        times=times, frame_index=np.array([f.index for f in frames_out], np.int32),
+        expression_names=head.expression_names, weights=np.clip(full[:, :E], 0, 1).astype(np.float32),
+        rotation=orthonormal(full[:, E:E + 9].reshape(-1, 3, 3)).astype(np.float32),
+        translation=full[:, E + 9:].astype(np.float32), tracked=known, source=str(clip.resolve()))
+    report = {"frames": len(frames_out), "tracked": int(known.sum()), "lost": lost_ranges(frames_out),
+              "carried": int(sum(f.state == "carried" for f in frames_out)), "keyframes": picks,
+              "head_frame": keys[int(np.argmin(yaw))].index, "fps": anim.fps,
+              "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2}}
+    return head, anim, report
+
+
+def write_clip_outputs(head: FaceResult, anim: AnimationTrack, folder: Path, stem: str) -> list[Path]:
+    """OUT/STEM.npz (the neutral head), STEM_anim.npz (the track), STEM.glb (the head with the animation and the
+    camera), STEM_livelink.csv. Each file is written atomically; if one fails, the others are removed."""
+    from .animation import write_live_link_csv, write_track
+    from .export import write_glb
+    from .face_result import write_result
+
+    jobs = [(folder / f"{stem}.npz", lambda p: write_result(p, head)),
+            (folder / f"{stem}_anim.npz", lambda p: write_track(p, anim)),
+            (folder / f"{stem}.glb", lambda p: write_glb(head, p, anim)),
+            (folder / f"{stem}_livelink.csv", lambda p: write_live_link_csv(anim, p))]
+    done: list[Path] = []
+    try:
+        for path, write in jobs:
+            write(path)
+            done.append(path)
+    except BaseException:
+        for path in done:
+            path.unlink(missing_ok=True)
+        raise
+    return done

@@ -1,0 +1,130 @@
+"""Clips (#9 groundwork): reading videos and numbered frames, tracking one face, `mlaface animate` on a clip the
+project renders itself with known curves, bad clips."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+from fractions import Fraction
+
+import numpy as np
+import pytest
+from conftest import REPO
+from PIL import Image
+
+from backend.errors import MlafaceError
+from backend.video import numbered_frames, open_clip
+
+av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+pytest.importorskip("dlib", reason="the dlib extra is not installed")
+
+
+@pytest.fixture(scope="module")
+def rendered(real_model_path, tmp_path_factory):
+    """The evaluation clip of training/clip_eval.py (2 s, 25 fps) and its truth."""
+    from backend.albedo_model import AlbedoModel
+    from backend.face_model import FaceModel
+    from training.clip_eval import render_clip, truth_curves, write_video
+
+    model = FaceModel.load(real_model_path)
+    truth = truth_curves(model.expression_names)
+    frames = render_clip(model.face_subset(), AlbedoModel.load(), truth)
+    path = write_video(frames, tmp_path_factory.mktemp("clip") / "take.mp4")
+    return path, frames, truth
+
+
+def test_video_frames_times_and_range(rendered):
+    path, frames, _ = rendered
+    info, it = open_clip(path)
+    got = list(it)
+    assert info.fps == 25 and info.size == (256, 256) and len(got) == len(frames)
+    np.testing.assert_allclose([f.time for f in got], np.arange(len(frames)) / 25, atol=1e-6)
+    assert np.abs(got[10].image.astype(int) - frames[10]).mean() < 3  # H.264 at crf 18
+    _, it = open_clip(path, start=5, end=20, step=5)
+    picked = list(it)
+    assert [f.index for f in picked] == [5, 10, 15] and picked[0].time == pytest.approx(0.2)
+
+
+def test_variable_frame_rate_keeps_real_times(tmp_path):
+    path = tmp_path / "vfr.mkv"
+    stamps = [0, 40, 80, 200, 240, 400]  # milliseconds: irregular
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width = stream.height = 32
+        stream.pix_fmt = "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for ms in stamps:
+            frame = av.VideoFrame.from_ndarray(np.full((32, 32, 3), ms % 255, np.uint8), format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    _, it = open_clip(path)
+    np.testing.assert_allclose([f.time for f in it], np.array(stamps) / 1000, atol=1e-3)
+
+
+def test_numbered_frames_and_bad_clips(tmp_path):
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for n in (10, 9, 100):
+        Image.new("RGB", (8, 8), (n, 0, 0)).save(folder / f"frame_{n}.png")
+    assert [p.name for p in numbered_frames(folder)] == ["frame_9.png", "frame_10.png", "frame_100.png"]
+    info, it = open_clip(folder, fps=12)
+    assert info.fps == 12 and [f.time for f in it] == [0, 1 / 12, 2 / 12]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(MlafaceError, match="no image frames"):
+        open_clip(tmp_path / "empty")
+    with pytest.raises(MlafaceError, match="not found"):
+        open_clip(tmp_path / "none.mp4")
+    (tmp_path / "text.mp4").write_text("not a video")
+    with pytest.raises(MlafaceError, match="not a readable video"):
+        open_clip(tmp_path / "text.mp4")
+    with pytest.raises(MlafaceError, match="bad frame range"):
+        open_clip(folder, start=5, end=2)
+    (tmp_path / "zero.mp4").write_bytes(b"")  # a zero-length video
+    with pytest.raises(MlafaceError, match="not a readable video"):
+        open_clip(tmp_path / "zero.mp4")
+
+
+def test_no_face_in_any_frame(tmp_path):
+    from backend.landmarks import get_provider
+    from backend.tracking import track
+
+    folder = tmp_path / "blank"
+    folder.mkdir()
+    for n in range(3):
+        Image.new("RGB", (64, 64), (90, 90, 90)).save(folder / f"{n}.png")
+    with pytest.raises(MlafaceError, match="no face found in any of the 3 frames"):
+        track(open_clip(folder)[1], get_provider("dlib"))
+
+
+def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_path):
+    """End to end through the CLI. What landmarks can carry is checked: the jaw follows its curve (correlation),
+    the head turn within 6 degrees (dlib's points on a turned face), nothing is lost. Known gap, not asserted:
+    dlib's eye points do not close on the rendered blink, so the blink is not recovered yet."""
+    from backend.animation import head_angles, read_track
+    from backend.face_result import read_result
+
+    path, _, truth = rendered
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(path), "-o", str(out), "--model",
+                        str(real_model_path), "--device", "cpu"], cwd=REPO, capture_output=True, text=True,
+                       timeout=600)
+    assert r.returncode == 0, r.stderr
+    assert "frames/s" in r.stderr
+    names = {p.name for p in out.iterdir()}
+    assert names == {"take.npz", "take_anim.npz", "take.glb", "take_livelink.csv"}
+    anim = read_track(out / "take_anim.npz")
+    head = read_result(out / "take.npz")
+    assert anim.fps == 25 and anim.tracked.all() and len(anim.times) == 50
+    assert list(anim.expression_names) == list(head.expression_names)
+    jaw = list(anim.expression_names).index("jawOpen")
+    assert np.corrcoef(anim.weights[:, jaw], truth["weights"][:, jaw])[0, 1] > 0.9
+    yaw_error = np.degrees(np.abs(head_angles(anim.rotation)[:, 0] - truth["yaw"])).mean()
+    assert yaw_error < 6, yaw_error
+    # bad input leaves nothing behind
+    bad = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(tmp_path / "none.mp4"), "-o",
+                          str(tmp_path / "bad"), "--model", str(real_model_path)], cwd=REPO, capture_output=True,
+                         text=True, timeout=120)
+    assert bad.returncode == 1 and "clip not found" in bad.stderr and not (tmp_path / "bad").exists()
