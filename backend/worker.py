@@ -16,6 +16,7 @@ from .pipeline import ReconstructOptions, Reconstructor
 from .worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
 
 RUN_OPTIONS = {"fit_steps": int, "texture_size": int, "all_faces": bool}
+CLIP_OPTIONS = {"smooth": float, "start": int, "end": int, "step": int, "fps": float}
 
 
 def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
@@ -38,9 +39,35 @@ def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
     jobs: queue.Queue = queue.Queue()
     cancelled: set[str] = set()
 
+    def run_clip(rid: str, req: dict) -> None:
+        from pathlib import Path
+
+        from .animate import AnimateOptions, animate, write_clip_outputs
+
+        def progress(stage: str, done: int, total: int) -> None:
+            if rid in cancelled:
+                raise Cancelled
+            send({"id": rid, "event": "progress", "done": done, "total": total, "photo": req["clip"],
+                  "stage": stage})
+
+        opts = req.get("options", {})
+        clip = Path(req["clip"])
+        options = AnimateOptions(**{k: kind(opts[k]) for k, kind in CLIP_OPTIONS.items() if opts.get(k) is not None})
+        if not clip.exists():
+            raise MlafaceError(f"{clip}: clip not found")
+        folder = prepare_output(req["output"])
+        head, anim, report = animate(rec, clip, options, progress)
+        files = write_clip_outputs(head, anim, folder, clip.stem if clip.is_file() else clip.name)
+        send({"id": rid, "event": "result", "clip": str(clip), "frames": report["frames"], "lost": report["lost"],
+              "files": dict(zip(("npz", "anim", "glb", "csv"), map(str, files), strict=True))})
+
     def run(rid: str, req: dict) -> None:
         ok = failed = 0
         try:
+            if req["cmd"] == "animate":
+                run_clip(rid, req)
+                send({"id": rid, "event": "done", "ok": 1, "failed": 0, "cancelled": False})
+                return
             opts = req.get("options", {})
             run_rec = rec.with_options(**{k: kind(opts[k]) for k, kind in RUN_OPTIONS.items() if k in opts})
             formats = parse_formats(opts.get("formats", ["npz"]))
@@ -85,7 +112,7 @@ def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
         rid, cmd = req["id"], req["cmd"]
         if cmd == "status":
             send({"id": rid, "event": "status", **status})
-        elif cmd == "reconstruct":
+        elif cmd in ("reconstruct", "animate"):
             if rec is None:
                 send({"id": rid, "event": "error", "message": f"the worker could not start: {load_error}"})
                 send({"id": rid, "event": "done", "ok": 0, "failed": 0, "cancelled": False})

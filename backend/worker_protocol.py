@@ -10,9 +10,15 @@ Requests:
    "options": {"fit_steps": int, "texture_size": int, "all_faces": bool, "same_person": bool,
                "formats": ["npz", "obj", "glb", "overlay"]}}   (options optional)
                                                -> "progress" / "result" / "error" events, then one "done"
-  {"id", "cmd": "cancel", "target": id}        -> "ok"; the target stops at its next check (between photos, or
-                                                  every 10 fitting steps) and ends with "done" and "cancelled": true;
-                                                  files of the photo in progress are not written
+  {"id", "cmd": "animate", "clip": path (video or folder of numbered frames), "output": folder,
+   "options": {"smooth": float, "start": int, "end": int, "step": int, "fps": float}}   (options optional)
+                                               -> "progress" events (stage "track" or "fit", done and total frames),
+                                                  one "result" (with "clip" instead of "photo", files "npz", "anim",
+                                                  "glb", "csv", and "frames", "lost": [[first, last]]) or "error",
+                                                  then one "done"
+  {"id", "cmd": "cancel", "target": id}        -> "ok"; the target stops at its next check (between photos, every
+                                                  10 fitting steps, every clip frame) and ends with "done" and
+                                                  "cancelled": true; files in progress are not written
   {"id", "cmd": "shutdown"}                    -> "bye", then the worker exits (also at end of input)
 Events (worker -> add-on):
   {"id": null, "event": "ready", "protocol": 1, "mlaface": version, "ok": bool, "error": str|null, "device": str,
@@ -32,7 +38,7 @@ from __future__ import annotations
 import json
 
 PROTOCOL_VERSION = 1
-COMMANDS = ("status", "reconstruct", "cancel", "shutdown")
+COMMANDS = ("status", "reconstruct", "animate", "cancel", "shutdown")
 
 
 class ProtocolError(ValueError):
@@ -69,6 +75,11 @@ def decode_request(line: str) -> dict:
         if not isinstance(output, str):
             raise ProtocolError("reconstruct needs \"output\": a folder path", rid)
         if not isinstance(options, dict):
+            raise ProtocolError("\"options\" must be an object", rid)
+    if cmd == "animate":
+        if not isinstance(msg.get("clip"), str) or not isinstance(msg.get("output"), str):
+            raise ProtocolError("animate needs \"clip\" (a video or frame folder) and \"output\" (a folder)", rid)
+        if not isinstance(msg.get("options", {}), dict):
             raise ProtocolError("\"options\" must be an object", rid)
     if cmd == "cancel" and not isinstance(msg.get("target"), str):
         raise ProtocolError("cancel needs \"target\": the id of a reconstruct request", rid)

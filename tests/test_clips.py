@@ -6,6 +6,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from fractions import Fraction
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -128,3 +129,28 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
                           str(tmp_path / "bad"), "--model", str(real_model_path)], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1 and "clip not found" in bad.stderr and not (tmp_path / "bad").exists()
+
+
+def test_worker_animate_request(rendered, real_model_path, tmp_path):
+    from test_worker import Worker
+
+    path, _, _ = rendered
+    w = Worker("--model", str(real_model_path))
+    assert w.wait_for(lambda e: e["event"] == "ready")["ok"]
+    out = tmp_path / "out"
+    w.send({"id": "a1", "cmd": "animate", "clip": str(path), "output": str(out), "options": {"step": 5}})
+    result = w.wait_for(lambda e: e["id"] == "a1" and e["event"] in ("result", "error"), timeout=300)
+    assert result["event"] == "result", result
+    assert result["frames"] == 10 and result["lost"] == [] and Path(result["files"]["glb"]).is_file()
+    assert any(e["id"] == "a1" and e["event"] == "progress" and e["stage"] == "track" for e in w.events)
+    assert w.wait_for(lambda e: e["id"] == "a1" and e["event"] == "done")["ok"] == 1
+    # cancelled mid-clip: no files
+    w.send({"id": "a2", "cmd": "animate", "clip": str(path), "output": str(tmp_path / "cancelled")})
+    w.wait_for(lambda e: e["id"] == "a2" and e["event"] == "progress")
+    w.send({"id": "c", "cmd": "cancel", "target": "a2"})
+    assert w.wait_for(lambda e: e["id"] == "a2" and e["event"] == "done", timeout=300)["cancelled"]
+    assert not any((tmp_path / "cancelled").glob("*"))
+    w.send({"id": "a3", "cmd": "animate", "clip": str(tmp_path / "none.mp4"), "output": str(out)})
+    assert "clip not found" in w.wait_for(lambda e: e["id"] == "a3" and e["event"] == "error")["message"]
+    w.send({"id": "bye", "cmd": "shutdown"})
+    assert w.proc.wait(timeout=60) == 0
