@@ -44,7 +44,7 @@ class Created:
 
 
 _DATA = {"OBJECT": "objects", "MESH": "meshes", "MATERIAL": "materials", "IMAGE": "images", "CAMERA": "cameras",
-         "COLLECTION": "collections"}
+         "COLLECTION": "collections", "ACTION": "actions", "MOVIECLIP": "movieclips"}
 
 
 def _material(result, m: int, texture_image, created: Created):
@@ -111,15 +111,20 @@ def build_head(result, name: str, collection, created: Created, posed: bool = Tr
         key.slider_min, key.slider_max = 0.0, 1.0
         key.value = float(result.expression_weights[e])
     if posed:
-        pose = Matrix.Identity(4)
-        pose.col[3][:3] = result.translation.tolist()
-        for i in range(3):
-            for j in range(3):
-                pose[i][j] = float(result.rotation[i, j])
-        obj.matrix_world = Y_UP_TO_Z_UP @ pose @ Y_UP_TO_Z_UP.inverted()
+        obj.matrix_world = _world(result.rotation, result.translation)
     obj["mlaface_photo"] = result.photo
     obj["mlaface_face_index"] = int(result.face_index)
     return obj
+
+
+def _world(rotation: np.ndarray, translation: np.ndarray) -> Matrix:
+    """The Blender world matrix of a head at camera-space pose (rotation [3, 3], translation [3] metres)."""
+    pose = Matrix.Identity(4)
+    pose.col[3][:3] = [float(v) for v in translation]
+    for i in range(3):
+        for j in range(3):
+            pose[i][j] = float(rotation[i, j])
+    return Y_UP_TO_Z_UP @ pose @ Y_UP_TO_Z_UP.inverted()
 
 
 def build_camera(result, name: str, collection, created: Created):
@@ -160,4 +165,71 @@ def import_results(results: list, names: list[str], collection_name: str, with_c
         return objects
     except Exception:
         created.remove_all()
+        raise
+
+
+def fcurves(id_data):
+    """The F-curves animating one ID. Blender 4.4+ keeps them per action slot (an object and its shape keys may
+    share one action, each in its own slot); older Blenders have one list per action."""
+    from bpy_extras import anim_utils
+
+    anim = id_data.animation_data
+    if hasattr(anim_utils, "action_get_channelbag_for_slot"):
+        return anim_utils.action_get_channelbag_for_slot(anim.action, anim.action_slot).fcurves
+    return anim.action.fcurves
+
+
+def scene_frames(times: np.ndarray, fps: float, start: int = 1) -> np.ndarray:
+    """Track times (seconds) -> scene frame numbers at the scene's rate (the clip's): start at the first."""
+    return start + np.round((times - times[0]) * fps).astype(int)
+
+
+def import_animation(result, track, name: str) -> object:
+    """The clip's head (FaceResult) with the track (backend/animation.py) as keyframes: every shape key's value
+    and the object's location and rotation at the clip's frames, the scene's frame rate and range set to the
+    clip's, and a camera matched to it with the clip as its background. All or nothing, as import_results."""
+    scene = bpy.context.scene
+    created = Created()
+    before = (scene.render.fps, scene.render.fps_base, scene.frame_start, scene.frame_end)
+    try:
+        collection = created.add(bpy.data.collections.new(f"mlaface {name}"))
+        scene.collection.children.link(collection)
+        obj = build_head(result, name, collection, created, posed=True)
+        fps = float(track.fps)
+        scene.render.fps = max(1, round(fps))
+        scene.render.fps_base = scene.render.fps / fps
+        frames = scene_frames(track.times, fps)
+        keys = obj.data.shape_keys
+        for e, key_name in enumerate(track.expression_names):
+            path = f'key_blocks["{key_name}"].value'
+            keys.keyframe_insert(path, frame=int(frames[0]))
+            curve = fcurves(keys).find(path)
+            curve.keyframe_points.add(len(frames) - 1)
+            co = np.stack([frames, track.weights[:, e]], 1).astype(np.float32)
+            curve.keyframe_points.foreach_set("co", co.ravel())
+            curve.keyframe_points.foreach_set("interpolation", np.full(len(frames), 1, np.int32))  # LINEAR
+            curve.update()
+        obj.rotation_mode = "QUATERNION"
+        for i, frame in enumerate(frames):
+            obj.matrix_world = _world(track.rotation[i], track.translation[i])
+            obj.keyframe_insert("location", frame=int(frame))
+            obj.keyframe_insert("rotation_quaternion", frame=int(frame))
+        for action in {keys.animation_data.action, obj.animation_data.action}:
+            created.add(action)
+        scene.frame_start, scene.frame_end = int(frames[0]), int(frames[-1])
+        camera = build_camera(result, name, collection, created)
+        source = Path(track.source)
+        if source.is_file() or source.is_dir():
+            first = source if source.is_file() else sorted(p for p in source.iterdir() if p.is_file())[0]
+            clip = created.add(bpy.data.movieclips.load(str(first), check_existing=False))
+            bg = camera.data.background_images[0] if camera.data.background_images else \
+                camera.data.background_images.new()
+            bg.source, bg.clip = "MOVIE_CLIP", clip
+            camera.data.show_background_images = True
+        scene.camera = camera
+        scene.frame_set(int(frames[0]))
+        return obj
+    except Exception:
+        created.remove_all()
+        scene.render.fps, scene.render.fps_base, scene.frame_start, scene.frame_end = before
         raise

@@ -1,4 +1,5 @@
-"""Operators: reconstruct one photo, several photos of one person, or a folder (batch), through the worker.
+"""Operators: reconstruct one photo, several photos of one person, or a folder (batch), or animate a head from a
+video, through the worker.
 
 Run from the UI (invoke), they open a file browser, then run modal: a timer polls the worker, progress shows in
 the status bar, Esc cancels (faces already finished are still imported). Run from a script (execute with the
@@ -12,15 +13,17 @@ import tempfile
 from pathlib import Path
 
 import bpy
-from bpy.props import BoolProperty, CollectionProperty, StringProperty
+from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, StringProperty
 
 from . import session
+from .backend.animation import read_track
 from .backend.face_result import read_result
-from .importer import import_results
+from .importer import import_animation, import_results
 from .preferences import preferences
 from .worker_client import WorkerError
 
 IMAGE_FILTER = "*.jpg;*.jpeg;*.png;*.webp;*.tif;*.tiff;*.bmp;*.ppm"
+VIDEO_FILTER = "*.mp4;*.mov;*.mkv;*.avi;*.webm;*.m4v"
 
 
 class ReconstructBase:
@@ -33,6 +36,7 @@ class ReconstructBase:
 
     same_person = False
     grid = False
+    nothing = "no face was reconstructed"
 
     def _start(self, context):
         photos = self.photos()
@@ -43,10 +47,21 @@ class ReconstructBase:
         if not self._client.ready["ok"]:
             raise WorkerError(f"the worker is not ready: {self._client.ready['error']}")
         self._output = tempfile.mkdtemp(prefix="mlaface-")
-        self._rid = self._client.send("reconstruct", photos=photos, output=self._output, options={
+        self._rid = self._send(prefs, photos)
+        self._results, self._errors, self._done = [], [], None
+
+    def _send(self, prefs, photos: list[str]) -> str:
+        return self._client.send("reconstruct", photos=photos, output=self._output, options={
             "fit_steps": prefs.fit_steps, "texture_size": prefs.texture_size, "same_person": self.same_person,
             "all_faces": False, "formats": ["npz"]})
-        self._results, self._errors, self._done = [], [], None
+
+    def _import(self) -> str:
+        """Build the results into the scene (all or nothing); -> what was imported, for the report."""
+        results = [read_result(r["files"]["npz"]) for r in self._results]
+        names = [Path(r.photo).stem + (f"_face{r.face_index}" if r.face_index else "") for r in results]
+        collection = "mlaface " + (names[0] if len(names) == 1 else f"batch of {len(names)}")
+        import_results(results, names, collection, with_camera=not self.grid, grid=self.grid)
+        return f"{len(results)} face(s)"
 
     def _handle(self, event: dict) -> None:
         if event["event"] == "result":
@@ -60,18 +75,15 @@ class ReconstructBase:
         for message in self._errors:
             self.report({"WARNING"}, message)
         if not self._results:
-            self.report({"ERROR"}, "no face was reconstructed" + (f": {self._errors[0]}" if self._errors else ""))
+            self.report({"ERROR"}, self.nothing + (f": {self._errors[0]}" if self._errors else ""))
             return {"CANCELLED"}
         try:
-            results = [read_result(r["files"]["npz"]) for r in self._results]
-            names = [Path(r.photo).stem + (f"_face{r.face_index}" if r.face_index else "") for r in results]
-            collection = "mlaface " + (names[0] if len(names) == 1 else f"batch of {len(names)}")
-            import_results(results, names, collection, with_camera=not self.grid, grid=self.grid)
+            what = self._import()
         except Exception as e:  # the importer removed what it made; report instead of a traceback in the UI
             self.report({"ERROR"}, f"import failed: {e}")
             return {"CANCELLED"}
         cancelled = " (cancelled; finished faces kept)" if self._done and self._done.get("cancelled") else ""
-        self.report({"INFO"}, f"mlaface: imported {len(results)} face(s){cancelled}")
+        self.report({"INFO"}, f"mlaface: imported {what}{cancelled}")
         return {"FINISHED"}
 
     def execute(self, context):
@@ -165,6 +177,34 @@ class MLAFACE_OT_batch_import(ReconstructBase, bpy.types.Operator):
         return [bpy.path.abspath(self.directory)] if self.directory else []
 
 
+class MLAFACE_OT_animate_clip(ReconstructBase, bpy.types.Operator):
+    """Animate a head from a video or numbered frames: one identity, ARKit shape-key and head keyframes on the
+    timeline at the clip's frame rate, a matched camera with the clip as its background"""
+
+    bl_idname = "mlaface.animate_clip"
+    bl_label = "Animate from Video"
+    bl_options = {"REGISTER", "UNDO"}
+    filepath: StringProperty(subtype="FILE_PATH")
+    filter_glob: StringProperty(default=VIDEO_FILTER, options={"HIDDEN"})
+    smooth: FloatProperty(name="Smoothing", description="Temporal smoothing, 0 (off) to 1 (strong)", default=0.5,
+                          min=0.0, max=1.0)
+    step: IntProperty(name="Every N-th Frame", default=1, min=1)
+    nothing = "the clip was not animated"
+
+    def photos(self) -> list[str]:
+        return [bpy.path.abspath(self.filepath)] if self.filepath else []
+
+    def _send(self, prefs, photos: list[str]) -> str:
+        return self._client.send("animate", clip=photos[0], output=self._output,
+                                 options={"smooth": self.smooth, "step": self.step})
+
+    def _import(self) -> str:
+        files = self._results[0]["files"]
+        head, track = read_result(files["npz"]), read_track(files["anim"])
+        import_animation(head, track, Path(self._results[0]["clip"]).stem)
+        return f"an animated head, {len(track.times)} frames at {track.fps:g} fps"
+
+
 class MLAFACE_OT_check_worker(bpy.types.Operator):
     """Start the worker with the chosen Python and report its device, landmarks and network"""
 
@@ -184,4 +224,4 @@ class MLAFACE_OT_check_worker(bpy.types.Operator):
 
 
 classes = (MLAFACE_OT_reconstruct, MLAFACE_OT_reconstruct_same_person, MLAFACE_OT_batch_import,
-           MLAFACE_OT_check_worker)
+           MLAFACE_OT_animate_clip, MLAFACE_OT_check_worker)

@@ -19,6 +19,7 @@ class MLAFACE_PT_main(bpy.types.Panel):
         col.operator("mlaface.reconstruct", icon="USER")
         col.operator("mlaface.reconstruct_same_person", icon="COMMUNITY")
         col.operator("mlaface.batch_import", icon="FILE_FOLDER")
+        col.operator("mlaface.animate_clip", icon="FILE_MOVIE")
         self.layout.separator()
         row = self.layout.row()
         row.label(text=session.STATUS["text"], icon="INFO")

@@ -112,3 +112,59 @@ def test_shape_keys_survive_gltf_and_fbx(addon, tmp_path):
         assert len(imported) == 1
         keys = [k.name for k in imported[0].data.shape_keys.key_blocks][1:]
         assert keys == names, path.suffix
+
+
+def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
+    pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    import json
+    import math
+    import struct
+
+    from backend.albedo_model import AlbedoModel
+    from backend.face_model import FaceModel
+    from training.clip_eval import render_clip, truth_curves, write_video
+
+    model = FaceModel.load(real_model_path)
+    truth = truth_curves(model.expression_names, n=20)
+    clip = write_video(render_clip(model.face_subset(), AlbedoModel.load(), truth), tmp_path / "take.mp4")
+    bpy.context.scene.render.fps = 24
+    assert bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.0) == {"FINISHED"}
+    scene, head = bpy.context.scene, bpy.data.objects["take"]
+    assert scene.render.fps == 25 and (scene.frame_start, scene.frame_end) == (1, 20)
+    from bl_ext.user_default.mlaface.importer import fcurves
+
+    curves = fcurves(head.data.shape_keys)
+    for name in ("jawOpen", "eyeBlinkLeft", "mouthSmileRight"):
+        keys = curves.find(f'key_blocks["{name}"].value').keyframe_points
+        assert [round(k.co[0]) for k in keys] == list(range(1, 21)), name
+    assert all(0 <= k.co[1] <= 1 for c in curves for k in c.keyframe_points)
+    location = fcurves(head).find("location", index=0)
+    assert location is not None and len(location.keyframe_points) == 20
+    # the head turns (truth: 0 to about 26 degrees of yaw over the 20 frames); the nose is model +z
+    noses = []
+    for frame in (1, 20):
+        scene.frame_set(frame)
+        noses.append(head.matrix_world.to_3x3().col[1].normalized() * -1)  # model +z is the mesh's -y (z-up)
+    assert math.degrees(noses[0].angle(noses[1])) > 10
+    camera = bpy.data.objects["take_camera"]
+    assert scene.camera == camera and camera.data.background_images[0].source == "MOVIE_CLIP"
+    # glTF export keeps the shape-key animation
+    bpy.ops.object.select_all(action="DESELECT")
+    head.select_set(True)
+    bpy.context.view_layer.objects.active = head
+    out = tmp_path / "anim.glb"
+    bpy.ops.export_scene.gltf(filepath=str(out), use_selection=True, export_morph=True, export_animations=True)
+    data = out.read_bytes()
+    gltf = json.loads(data[20:20 + struct.unpack("<I", data[12:16])[0]])
+    paths = {c["target"]["path"] for a in gltf.get("animations", []) for c in a["channels"]}
+    assert "weights" in paths, paths
+
+
+def test_animate_a_bad_clip_changes_nothing(addon, tmp_path):
+    bad = tmp_path / "bad.mp4"
+    bad.write_text("not a video")
+    scene = bpy.context.scene
+    before = (scene_names(), len(bpy.data.actions), scene.render.fps, scene.frame_end)
+    with pytest.raises(RuntimeError, match="the clip was not animated: .*not a readable video"):
+        bpy.ops.mlaface.animate_clip(filepath=str(bad))
+    assert (scene_names(), len(bpy.data.actions), scene.render.fps, scene.frame_end) == before
