@@ -34,6 +34,7 @@ from .tracking import TrackedFrame, lost_ranges, track
 from .video import open_clip
 
 KEYFRAMES = 8
+CARRY_SECONDS = 0.15  # a detector miss shorter than this keeps the landmarks of the last box; longer is "lost"
 
 
 @dataclass(frozen=True)
@@ -122,7 +123,7 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         if progress:
             progress("track", counter["n"], max(info.frames // options.step, counter["n"]))
 
-    frames_out = track(frames, rec.provider, max_carry=max(1, round(info.fps / 2 / options.step)),
+    frames_out = track(frames, rec.provider, max_carry=max(1, round(CARRY_SECONDS * info.fps / options.step)),
                        progress=tracked, keep_images=False)
     t1 = time.perf_counter()
     good = [f for f in frames_out if f.landmarks is not None]

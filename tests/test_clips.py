@@ -154,3 +154,38 @@ def test_worker_animate_request(rendered, real_model_path, tmp_path):
     assert "clip not found" in w.wait_for(lambda e: e["id"] == "a3" and e["event"] == "error")["message"]
     w.send({"id": "bye", "cmd": "shutdown"})
     assert w.proc.wait(timeout=60) == 0
+
+
+def test_smoothing_keeps_fast_motion_and_removes_jitter():
+    from backend.animate import smooth_signal
+
+    t = np.arange(100) / 25.0
+    blink = np.clip(1 - np.abs(np.arange(100) - 50) / 3.0, 0, 1)  # 5 frames down and up
+    noise = np.random.default_rng(0).normal(0, 0.03, 100)
+    out = smooth_signal((blink + noise)[:, None], t, 0.5)[:, 0]
+    assert out[48:53].max() > 0.8  # the blink survives
+    assert np.abs(out[:40] - blink[:40]).std() < 0.5 * noise[:40].std()  # jitter at rest halves
+    assert abs(int(np.argmax(out)) - 50) <= 1  # no lag
+    np.testing.assert_array_equal(smooth_signal(blink[:, None], t, 0.0)[:, 0], blink)
+
+
+def test_a_face_lost_mid_clip_is_bridged_and_reported(rendered, real_model_path, tmp_path):
+    from backend.animation import read_track
+
+    _, frames, _ = rendered
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i, frame in enumerate(frames[:30]):
+        image = np.full_like(frame, 90) if 12 <= i < 20 else frame  # the face leaves for 8 frames
+        Image.fromarray(image).save(folder / f"f{i:03d}.png")
+    out = tmp_path / "out"
+    r = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(folder), "-o", str(out), "--fps", "25",
+                        "--model", str(real_model_path), "--device", "cpu"], cwd=REPO, capture_output=True,
+                       text=True, timeout=600)
+    assert r.returncode == 0, r.stderr
+    anim = read_track(out / "frames_anim.npz")
+    lost = ~anim.tracked
+    assert 4 <= lost.sum() <= 8 and not lost[:12].any() and not lost[20:].any()
+    first, last = anim.frame_index[lost][[0, -1]]
+    assert f"face lost in frames {first}-{last}" in r.stderr
+    assert np.isfinite(anim.weights).all() and anim.fps == 25
