@@ -47,6 +47,7 @@ class FitConfig:
     w_photo: float = 0.2
     w_identity: float = 2e-4
     w_expression: float = 1e-3
+    w_expression_l1: float = 0.0  # sparsity: the fewest shapes that explain the points (weights are >= 0)
     w_light: float = 1e-3
     w_focal: float = 1e-2
     window: int = 128
@@ -204,7 +205,7 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
         loss = loss + cfg.w_focal * log_focal.square().mean()
         if step >= cfg.rigid_steps:
             loss = loss + cfg.w_identity * identity.square().sum(1).mean()
-            loss = loss + cfg.w_expression * expr.square().sum(1).mean()
+            loss = loss + cfg.w_expression * expr.square().sum(1).mean() + cfg.w_expression_l1 * expr.sum(1).mean()
             loss = loss + cfg.w_light * (sh - ambient_sh(0.8, B).to(sh)).square().sum(1).mean()
             if cfg.w_photo > 0:
                 screen = project(cam, focal / win_scale, (cfg.window, cfg.window), principal_win)
