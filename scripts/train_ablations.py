@@ -22,7 +22,6 @@ ABLATIONS = {
     "full (channel + spatial attention, fusion)": {},
     "no attention": {"network.channel_attention": False, "network.spatial_attention": False},
     "no fusion": {"network.fusion": False},
-    "neither": {"network.channel_attention": False, "network.spatial_attention": False, "network.fusion": False},
 }
 
 

@@ -76,11 +76,11 @@ def format_report(result: dict, label: str) -> str:
     ref = REFERENCE_3DDFA_V2
     t = result["table"]
     lines = [f"AFLW2000-3D, 68-point NME (%), {sum(n for _, n, _ in t['bins'])} images",
-             f"{'':24s}" + "".join(f"  [{b:>5}]" for b, _, _ in t["bins"]) + "  balanced    mean",
-             f"{label[:24]:24s}" + "".join(f"  {v:7.3f}" for _, _, v in t["bins"]) +
+             f"{'':32s}" + "".join(f"  [{b:>5}]" for b, _, _ in t["bins"]) + "  balanced    mean",
+             f"{label[:32]:32s}" + "".join(f"  {v:7.3f}" for _, _, v in t["bins"]) +
              f"  {t['balanced']:8.3f}  {t['mean']:6.3f}",
-             f"{ref['label']:24s}" + "".join(f"  {v:7.3f}" for v in ref["bins"]) + f"  {ref['balanced']:8.3f}",
-             f"{label[:18] + ' (3D)':24s}" + "".join(f"  {v:7.3f}" for _, _, v in result["table_3d"]["bins"]) +
+             f"{ref['label']:32s}" + "".join(f"  {v:7.3f}" for v in ref["bins"]) + f"  {ref['balanced']:8.3f}",
+             f"{label[:26] + ' (3D)':32s}" + "".join(f"  {v:7.3f}" for _, _, v in result["table_3d"]["bins"]) +
              f"  {result['table_3d']['balanced']:8.3f}  {result['table_3d']['mean']:6.3f}"]
     return "\n".join(lines)
 
