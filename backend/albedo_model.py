@@ -70,8 +70,7 @@ class AlbedoModel(nn.Module):
         k = coeffs.shape[1]
         if k > self.n_components:
             raise MlafaceError(f"{k} texture coefficients, the albedo model has {self.n_components}")
-        out = self.mean + (coeffs.to(self.basis.dtype) @ self.basis[:k]).view(-1, *self.mean.shape)
-        return out
+        return self.mean + (coeffs.to(self.basis.dtype) @ self.basis[:k]).view(-1, *self.mean.shape)
 
     def fit(self, albedo: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
         """Coefficients [K] that best explain a partly seen albedo map: albedo [3, H, W] linear (any size, resized

@@ -26,7 +26,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .animation import AnimationTrack
+from .align import landmark_box
+from .animation import AnimationTrack, head_angles
 from .face_result import FaceResult
 from .fitting import FitConfig, fit
 from .landmarks import Face
@@ -101,8 +102,6 @@ def bridge(times: np.ndarray, known: np.ndarray, values: np.ndarray) -> np.ndarr
 
 
 def _faces(frames: list[TrackedFrame], provider: str) -> list[Face]:
-    from .align import landmark_box
-
     return [Face(landmark_box(f.landmarks), f.landmarks, 1.0, provider) for f in frames]
 
 
@@ -135,7 +134,7 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
     keys = [f for f in good if f.index in picks]
     heads = rec._reconstruct([images[f.index] for f in keys], _faces(keys, rec.provider.name),
                              [str(clip)] * len(keys), [0] * len(keys), True, 0.0, None)
-    yaw = [abs(math.asin(max(-1.0, min(1.0, -float(h.rotation[2, 0]))))) for h in heads]
+    yaw = np.abs(head_angles(np.stack([h.rotation for h in heads]))[:, 0])
     head = heads[int(np.argmin(yaw))]
     identity = torch.from_numpy(head.identity).to(rec.device)
     t2 = time.perf_counter()
@@ -200,3 +199,20 @@ def write_clip_outputs(head: FaceResult, anim: AnimationTrack, folder: Path, ste
             path.unlink(missing_ok=True)
         raise
     return done
+
+
+def animate_to_folder(rec, clip: str | Path, output: str | Path, options: AnimateOptions = AnimateOptions(),
+                      progress: Callable[[str, int, int], None] | None = None
+                      ) -> tuple[list[Path], AnimationTrack, dict]:
+    """`animate`, then write_clip_outputs into `output` named after the clip (CLI and worker). A missing clip is
+    reported before the output folder is made. -> (written files, the track, the report)."""
+    from .batch import prepare_output
+    from .errors import MlafaceError
+
+    clip = Path(clip)
+    if not clip.exists():
+        raise MlafaceError(f"{clip}: clip not found")
+    folder = prepare_output(output)
+    head, anim, report = animate(rec, clip, options, progress)
+    files = write_clip_outputs(head, anim, folder, clip.stem if clip.is_file() else clip.name)
+    return files, anim, report

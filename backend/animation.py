@@ -15,14 +15,14 @@ Arrays (N frames, E expressions):
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .atomic import write_bytes_atomic
 from .errors import MlafaceError
-from .npz_file import read_npz, write_npz
+from .npz_file import read_record, write_record
 
 FORMAT = "mlaface.animation"
 FORMAT_VERSION = 1
@@ -84,19 +84,11 @@ _SCALARS = {"fps": float, "source": str}
 
 def write_track(path: str | Path, track: AnimationTrack) -> Path:
     """Write atomically; never a half-written file."""
-    track.check(str(path))
-    return write_npz(path, FORMAT, FORMAT_VERSION, {f.name: np.asarray(getattr(track, f.name))
-                                                     for f in fields(track)})
+    return write_record(path, FORMAT, FORMAT_VERSION, track)
 
 
 def read_track(path: str | Path) -> AnimationTrack:
-    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "animation", [f.name for f in fields(AnimationTrack)])
-    values = {f.name: arrays[f.name] for f in fields(AnimationTrack)}
-    for name, kind in _SCALARS.items():
-        values[name] = kind(values[name])
-    track = AnimationTrack(**values)
-    track.check(str(path))
-    return track
+    return read_record(path, FORMAT, FORMAT_VERSION, "animation", AnimationTrack, _SCALARS)
 
 
 def head_angles(rotation: np.ndarray) -> np.ndarray:

@@ -160,16 +160,13 @@ def _progress_bar(done: int, total: int, name: str, start: float) -> None:
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .animate import AnimateOptions, animate, write_clip_outputs
-    from .batch import prepare_output
+    from .animate import AnimateOptions, animate_to_folder
     from .pipeline import ReconstructOptions, Reconstructor
 
     if not 0 <= args.smooth <= 1:
         raise MlafaceError(f"--smooth must be between 0 and 1, got {args.smooth}")
-    clip = Path(args.clip)
-    if not clip.exists():
-        raise MlafaceError(f"{clip}: clip not found")
-    folder = prepare_output(args.output)
+    if not Path(args.clip).exists():  # before the models load
+        raise MlafaceError(f"{args.clip}: clip not found")
     start = time.perf_counter()
     rec = Reconstructor(ReconstructOptions(device=args.device, provider=args.provider, model=args.model,
                                            weights=args.weights, texture_size=1024))
@@ -178,10 +175,9 @@ def cmd_animate(args: argparse.Namespace) -> int:
         rate = done / max(time.perf_counter() - start, 1e-6)
         _progress_bar(done, total, f"{stage} {rate:5.1f} frames/s", start)
 
-    head, anim, report = animate(rec, clip, AnimateOptions(fps=args.fps, smooth=args.smooth, start=args.start,
-                                                           end=args.end, step=args.step), progress)
+    options = AnimateOptions(fps=args.fps, smooth=args.smooth, start=args.start, end=args.end, step=args.step)
+    written, anim, report = animate_to_folder(rec, args.clip, args.output, options, progress)
     print(file=sys.stderr)
-    written = write_clip_outputs(head, anim, folder, clip.stem if clip.is_file() else clip.name)
     seconds = time.perf_counter() - start
     print(f"{report['frames']} frames ({report['tracked']} tracked, {report['carried']} carried) at "
           f"{anim.fps:g} fps in {seconds:.1f} s ({report['frames'] / seconds:.1f} frames/s): "

@@ -25,13 +25,13 @@ Arrays (V vertices, F polygons, C corners, E expressions, M materials, T texture
 from __future__ import annotations
 
 import json
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 
 from .errors import MlafaceError
-from .npz_file import read_npz, write_npz
+from .npz_file import read_record, write_record
 
 FORMAT = "mlaface.face_result"
 FORMAT_VERSION = 1
@@ -119,17 +119,9 @@ _SCALARS = {"focal": float, "texture_tile": int, "photo": str, "face_index": int
 
 def write_result(path: str | Path, result: FaceResult) -> Path:
     """Write atomically (a temporary file renamed into place): never a half-written result."""
-    result.check(str(path))
-    return write_npz(path, FORMAT, FORMAT_VERSION, {f.name: np.asarray(getattr(result, f.name))
-                                                     for f in fields(result)})
+    return write_record(path, FORMAT, FORMAT_VERSION, result)
 
 
 def read_result(path: str | Path) -> FaceResult:
     """Read and check a FaceResult file; every problem is an MlafaceError naming the file."""
-    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face result", [f.name for f in fields(FaceResult)])
-    values = {f.name: arrays[f.name] for f in fields(FaceResult)}
-    for name, kind in _SCALARS.items():
-        values[name] = kind(values[name])
-    result = FaceResult(**values)
-    result.check(str(path))
-    return result
+    return read_record(path, FORMAT, FORMAT_VERSION, "face result", FaceResult, _SCALARS)

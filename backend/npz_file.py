@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import os
 import zipfile
+from dataclasses import fields
 from pathlib import Path
 
 import numpy as np
@@ -45,3 +46,22 @@ def read_npz(path: str | Path, kind: str, version: int, what: str, required: lis
     if missing:
         raise MlafaceError(f"{path}: {what} lacks {', '.join(missing)}")
     return arrays
+
+
+def write_record(path: str | Path, kind: str, version: int, record) -> Path:
+    """A checked dataclass record (FaceResult, AnimationTrack: each field an array or a scalar, and a
+    check(where) method) written with write_npz."""
+    record.check(str(path))
+    return write_npz(path, kind, version, {f.name: np.asarray(getattr(record, f.name)) for f in fields(record)})
+
+
+def read_record(path: str | Path, kind: str, version: int, what: str, cls, scalars: dict):
+    """The record of `cls` that write_record wrote, its scalar fields converted with `scalars` (name -> type),
+    checked with cls.check."""
+    arrays = read_npz(path, kind, version, what, [f.name for f in fields(cls)])
+    values = {f.name: arrays[f.name] for f in fields(cls)}
+    for name, convert in scalars.items():
+        values[name] = convert(values[name])
+    record = cls(**values)
+    record.check(str(path))
+    return record

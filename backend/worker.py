@@ -40,9 +40,7 @@ def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
     cancelled: set[str] = set()
 
     def run_clip(rid: str, req: dict) -> None:
-        from pathlib import Path
-
-        from .animate import AnimateOptions, animate, write_clip_outputs
+        from .animate import AnimateOptions, animate_to_folder
 
         def progress(stage: str, done: int, total: int) -> None:
             if rid in cancelled:
@@ -51,14 +49,9 @@ def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
                   "stage": stage})
 
         opts = req.get("options", {})
-        clip = Path(req["clip"])
         options = AnimateOptions(**{k: kind(opts[k]) for k, kind in CLIP_OPTIONS.items() if opts.get(k) is not None})
-        if not clip.exists():
-            raise MlafaceError(f"{clip}: clip not found")
-        folder = prepare_output(req["output"])
-        head, anim, report = animate(rec, clip, options, progress)
-        files = write_clip_outputs(head, anim, folder, clip.stem if clip.is_file() else clip.name)
-        send({"id": rid, "event": "result", "clip": str(clip), "frames": report["frames"], "lost": report["lost"],
+        files, _, report = animate_to_folder(rec, req["clip"], req["output"], options, progress)
+        send({"id": rid, "event": "result", "clip": req["clip"], "frames": report["frames"], "lost": report["lost"],
               "files": dict(zip(("npz", "anim", "glb", "csv"), map(str, files), strict=True))})
 
     def run(rid: str, req: dict) -> None:

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 
 from backend.albedo_model import write_albedo_model
+from backend.align import landmark_box
 from backend.face_model import FaceModel
 from backend.fitting import FitConfig, fit
 from backend.model_file import read_model
@@ -60,11 +61,9 @@ def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 
         for b in range(len(imgs)):
             if float(r.error_end[b]) > MAX_FIT_ERROR:
                 continue
-            seen = np.isfinite(pts[b]).all(1)
-            lo, hi = pts[b][seen].min(0), pts[b][seen].max(0)
+            box = landmark_box(pts[b][np.isfinite(pts[b]).all(1)])
             with torch.no_grad():
-                a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.focal[b]), r.sh[b],
-                                       (lo[0], lo[1], hi[0], hi[1]), size)
+                a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.focal[b]), r.sh[b], box, size)
             albedos.append(a.permute(2, 0, 1).numpy())
             weights.append(w.numpy())
         log(f"fitted and unwrapped {min(i + batch, len(images))}/{len(images)} crops, kept {len(albedos)} "

@@ -25,6 +25,7 @@ import os
 import sys
 import time
 from contextlib import nullcontext
+from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
@@ -36,7 +37,7 @@ from backend.atomic import atomic_path
 from backend.camera import project
 from backend.errors import MlafaceError
 from backend.face_model import FaceModel
-from backend.network import MLANet, create_network, decode_params, save_checkpoint
+from backend.network import FaceParams, MLANet, create_network, decode_params, save_checkpoint
 
 from . import losses
 from .aflw_crops import load_crops
@@ -57,6 +58,11 @@ class RawParams(nn.Module):
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
         return self.net.forward_head(self.net.forward_features(image))
+
+
+def _rows(p: FaceParams, rows: slice) -> FaceParams:
+    """The predictions of some of the batch's faces."""
+    return replace(p, **{f.name: getattr(p, f.name)[rows] for f in fields(p)})
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -207,10 +213,8 @@ class Trainer:
         terms["landmark_syn21"] = losses.landmark_loss(lm21[:n], syn["lm21"], syn["vis21"], S)
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
         terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
-        sub = type(p)(**{k: getattr(p, k)[:n] for k in p.__dataclass_fields__})
-        terms.update(losses.parameter_losses(sub, syn))
-        real_p = type(p)(**{k: getattr(p, k)[n:] for k in p.__dataclass_fields__})
-        terms.update(losses.prior_losses(real_p))
+        terms.update(losses.parameter_losses(_rows(p, slice(None, n)), syn))
+        terms.update(losses.prior_losses(_rows(p, slice(n, None))))
         if self.cfg.loss.photometric > 0:
             ps = self.photo_size
             scale = ps / S
