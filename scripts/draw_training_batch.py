@@ -1,5 +1,6 @@
-"""Draw what the network trains on: a row of synthetic faces and a row of augmented AFLW crops, with their
-landmarks (68 green on synthetic; 21 AFLW points, red = the subject's left side in the image, blue = right).
+"""Draw what the network trains on: a row of synthetic faces with their 68 landmarks (green), and a row after the
+crop augmentation (training/real_data.py) with the 21 AFLW points (red = left side in the image, blue = right,
+yellow = midline), applied to synthetic stand-ins, or to real AFLW crops with --crops (for looking only).
 
     python scripts/draw_training_batch.py [--crops ../shared/data/aflw-crops] [-o docs/training_batch.png]
 """
@@ -37,7 +38,8 @@ def draw(image: torch.Tensor, points: torch.Tensor, visible: torch.Tensor | None
 
 def main() -> None:
     p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    p.add_argument("--crops", default="../shared/data/aflw-crops")
+    p.add_argument("--crops", help="draw real AFLW crops in the second row (for looking only: AFLW is not ours to "
+                                   "publish, so the committed picture uses synthetic faces there too)")
     p.add_argument("--albedo")
     p.add_argument("--size", type=int, default=128)
     p.add_argument("-o", "--output", default="docs/training_batch.png")
@@ -45,11 +47,17 @@ def main() -> None:
     n, S, scale = 8, args.size, 2
     g = torch.Generator().manual_seed(1)
     model = FaceModel.load().face_subset()
-    _, images, pts, _ = load_crops(args.crops, limit=400)
-    synth = SyntheticFaces(model, AlbedoModel.load(args.albedo), S,
-                           torch.from_numpy(images).permute(0, 3, 1, 2))
-    s = synth.sample(n, g)
-    real = RealFaces(images, pts, S).sample(torch.arange(n) * 37, g)
+    albedo = AlbedoModel.load(args.albedo)
+    if args.crops:
+        _, images, pts, _ = load_crops(args.crops, limit=400)
+        backgrounds = torch.from_numpy(images).permute(0, 3, 1, 2)
+    else:  # stand-ins for the crops: synthetic faces at the crops' 120 px, with their 21 points
+        faces = SyntheticFaces(model, albedo, 120).sample(n, torch.Generator().manual_seed(2))
+        images = (faces["image"].permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
+        pts, backgrounds = faces["lm21"].numpy(), None
+    s = SyntheticFaces(model, albedo, S, backgrounds).sample(n, g)
+    index = torch.arange(n) * 37 % len(images)
+    real = RealFaces(images, pts, S).sample(index, g)
     sheet = Image.new("RGB", (n * S * scale, 2 * S * scale), "white")
     for i in range(n):
         sheet.paste(draw(s["image"][i], s["lm68"][i], None, False, scale), (i * S * scale, 0))
