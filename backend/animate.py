@@ -8,9 +8,11 @@
    most frontal head gives the neutral head's FaceResult.
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
-4. Lost frames are bridged: weights and pose interpolated between the tracked frames around them (held at the
+4. Eye closure from the pixels (backend/blinks.py): the lid landmarks rarely close on a blink, so eyeBlinkLeft /
+   eyeBlinkRight are read from renders of the head around each eye compared with the frame.
+5. Lost frames are bridged: weights and pose interpolated between the tracked frames around them (held at the
    clip's ends) and reported by frame number.
-5. Temporal smoothing (`smooth` 0 = off .. 1 = strong): a One Euro filter (Casiez et al. 2012), whose cut-off rises
+6. Temporal smoothing (`smooth` 0 = off .. 1 = strong): a One Euro filter (Casiez et al. 2012), whose cut-off rises
    with the signal's speed, so slow jitter is removed while a blink or a jaw drop keeps its speed; run forwards then
    backwards, so it adds no lag.
 """
@@ -28,6 +30,7 @@ import torch
 
 from .align import landmark_box
 from .animation import AnimationTrack, head_angles
+from .blinks import BlinkReader
 from .face_result import FaceResult
 from .fitting import FitConfig, fit
 from .landmarks import Face
@@ -113,7 +116,7 @@ def _keyframe_images(clip, options: AnimateOptions, wanted: set[int]) -> dict[in
 
 def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
             progress: Callable[[str, int, int], None] | None = None) -> tuple[FaceResult, AnimationTrack, dict]:
-    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit".
+    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit", "eyes".
     -> (the neutral head's FaceResult, the track, a report: frames, lost ranges, seconds per stage)."""
     clip = Path(clip)
     t0 = time.perf_counter()
@@ -132,8 +135,8 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
     picks = sorted({good[round(i)].index for i in np.linspace(0, len(good) - 1, min(KEYFRAMES, len(good)))})
     images = _keyframe_images(clip, options, set(picks))
     keys = [f for f in good if f.index in picks]
-    heads = rec._reconstruct([images[f.index] for f in keys], _faces(keys, rec.provider.name),
-                             [str(clip)] * len(keys), [0] * len(keys), True, 0.0, None)
+    heads = rec.reconstruct_faces([images[f.index] for f in keys], _faces(keys, rec.provider.name),
+                                  [str(clip)] * len(keys), [0] * len(keys), True, expression_l1=EXPRESSION_L1)
     yaw = np.abs(head_angles(np.stack([h.rotation for h in heads]))[:, 0])
     head = heads[int(np.argmin(yaw))]
     identity = torch.from_numpy(head.identity).to(rec.device)
@@ -158,6 +161,22 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         if progress:
             progress("fit", i + B, len(good))
     t3 = time.perf_counter()
+    head_frame = keys[int(np.argmin(yaw))].index
+    reader = BlinkReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
+    row = {f.index: i for i, f in enumerate(good)}
+    names = [str(n) for n in head.expression_names]
+    _, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
+    for frame in frames:
+        i = row.get(frame.index)
+        if i is None:
+            continue
+        for name, value in reader.read(frame.image, good[i].landmarks, weights[i], rotation[i],
+                                       translation[i]).items():
+            if value is not None:
+                weights[i, names.index(name)] = value
+        if progress:
+            progress("eyes", i + 1, len(good))
+    t4 = time.perf_counter()
 
     times = np.array([f.time for f in frames_out])
     known = np.array([f.landmarks is not None for f in frames_out])
@@ -173,8 +192,8 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         translation=full[:, E + 9:].astype(np.float32), tracked=known, source=str(clip.resolve()))
     report = {"frames": len(frames_out), "tracked": int(known.sum()), "lost": lost_ranges(frames_out),
               "carried": int(sum(f.state == "carried" for f in frames_out)), "keyframes": picks,
-              "head_frame": keys[int(np.argmin(yaw))].index, "fps": anim.fps,
-              "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2}}
+              "head_frame": head_frame, "fps": anim.fps,
+              "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2, "eyes": t4 - t3}}
     return head, anim, report
 
 

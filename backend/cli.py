@@ -171,8 +171,14 @@ def cmd_animate(args: argparse.Namespace) -> int:
     rec = Reconstructor(ReconstructOptions(device=args.device, provider=args.provider, model=args.model,
                                            weights=args.weights, texture_size=1024))
 
+    stage_start = {}
+
     def progress(stage: str, done: int, total: int) -> None:
-        rate = done / max(time.perf_counter() - start, 1e-6)
+        if stage not in stage_start:
+            if stage_start:
+                print(file=sys.stderr)
+            stage_start[stage] = time.perf_counter()
+        rate = done / max(time.perf_counter() - stage_start[stage], 1e-6)
         _progress_bar(done, total, f"{stage} {rate:5.1f} frames/s", start)
 
     options = AnimateOptions(fps=args.fps, smooth=args.smooth, start=args.start, end=args.end, step=args.step)

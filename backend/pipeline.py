@@ -82,7 +82,7 @@ class Reconstructor:
         start = time.perf_counter()
         image, faces = self.detect(path)
         detect_s = time.perf_counter() - start
-        return [self._reconstruct([image], [face], [str(path)], [i], False, detect_s, progress)[0]
+        return [self.reconstruct_faces([image], [face], [str(path)], [i], False, detect_s, progress)[0]
                 for i, face in enumerate(faces)]
 
     def reconstruct_same_person(self, paths: list[str | Path], progress=None) -> list[FaceResult]:
@@ -90,8 +90,8 @@ class Reconstructor:
         start = time.perf_counter()
         detected = [self.detect(p) for p in paths]
         detect_s = (time.perf_counter() - start) / len(paths)
-        return self._reconstruct([im for im, _ in detected], [faces[0] for _, faces in detected],
-                                 [str(p) for p in paths], [0] * len(paths), True, detect_s, progress)
+        return self.reconstruct_faces([im for im, _ in detected], [faces[0] for _, faces in detected],
+                                      [str(p) for p in paths], [0] * len(paths), True, detect_s, progress)
 
     @torch.no_grad()
     def _network_start(self, images: list[np.ndarray], faces: list[Face]):
@@ -104,12 +104,17 @@ class Reconstructor:
         p = self.net(x)
         return p.identity, p.expression, p.sh
 
-    def _reconstruct(self, images, faces, paths, indices, shared, detect_s, progress) -> list[FaceResult]:
+    def reconstruct_faces(self, images: list[np.ndarray], faces: list[Face], paths: list[str], indices: list[int],
+                          shared: bool, detect_s: float = 0.0, progress=None, expression_l1: float = 0.0
+                          ) -> list[FaceResult]:
+        """Faces already found (images [H, W, 3] uint8, their Face, source path and face index) -> FaceResults;
+        shared: one identity for all; expression_l1: the fit's sparsity prior on expressions (clips use it)."""
         t0 = time.perf_counter()
         identity, expression, sh = self._network_start(images, faces)
         t1 = time.perf_counter()
-        fitted = fit(self.model, images, [f.landmarks for f in faces], FitConfig(steps=self.options.fit_steps),
-                     identity, expression, sh, shared_identity=shared, progress=progress)
+        cfg = FitConfig(steps=self.options.fit_steps, w_expression_l1=expression_l1)
+        fitted = fit(self.model, images, [f.landmarks for f in faces], cfg, identity, expression, sh,
+                     shared_identity=shared, progress=progress)
         t2 = time.perf_counter()
         d, results = self.data, []
         neutral = self.model.vertices(fitted.identity, torch.zeros_like(fitted.expression))

@@ -121,12 +121,12 @@ def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     import struct
 
     from backend.albedo_model import AlbedoModel
-    from backend.face_model import FaceModel
+    from backend.model_file import read_model
     from training.clip_eval import render_clip, truth_curves, write_video
 
-    model = FaceModel.load(real_model_path)
-    truth = truth_curves(model.expression_names, n=20)
-    clip = write_video(render_clip(model.face_subset(), AlbedoModel.load(), truth), tmp_path / "take.mp4")
+    data = read_model(real_model_path)
+    truth = truth_curves([str(n) for n in data.expression_names], n=20)
+    clip = write_video(render_clip(data, AlbedoModel.load(), truth), tmp_path / "take.mp4")
     bpy.context.scene.render.fps = 24
     assert bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.0) == {"FINISHED"}
     scene, head = bpy.context.scene, bpy.data.objects["take"]

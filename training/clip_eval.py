@@ -2,10 +2,10 @@
 
     python -m training.clip_eval --out runs/clip     # writes clip.mp4, runs animate, prints errors, curves.png
 
-The clip: the face model (mean identity and albedo, soft light, grey background, dark eye and mouth openings)
-rendered by our renderer at 256 x 256, 25 fps, 2 s, with known curves: a fast blink of both eyes (5 frames down
-and up), a jaw opening and closing, and a head turn to 30 degrees of yaw and back with a small nod. Encoded as
-H.264 with PyAV.
+The clip: the whole head of the face model (mean identity and albedo; eyeballs, a lash line, teeth and mouth in
+plain colours; soft light; grey background) rendered by our renderer (training/face_render.HeadRenderer) at
+256 x 256, 25 fps, 2 s, with known curves: a fast blink of both eyes (5 frames down and up), a jaw opening and
+closing, and a head turn to 30 degrees of yaw and back with a small nod. Encoded as H.264 with PyAV.
 """
 
 from __future__ import annotations
@@ -21,10 +21,12 @@ import torch
 from backend.albedo_model import AlbedoModel
 from backend.animation import AnimationTrack, head_angles
 from backend.face_model import FaceModel
+from backend.model_file import FaceModelData, read_model
+from backend.model_store import resolve_model_path
 from backend.shading import ambient_sh
 from backend.texture import linear_to_srgb
 
-from .face_render import FaceRenderer, fill_holes
+from .face_render import HeadRenderer
 from .synthetic import euler_to_matrix
 
 SIZE, FPS, SECONDS = 256, 25.0, 2.0
@@ -44,9 +46,10 @@ def truth_curves(names: list[str], n: int = round(FPS * SECONDS)) -> dict[str, n
 
 
 @torch.no_grad()
-def render_clip(model: FaceModel, albedo: AlbedoModel, truth: dict) -> np.ndarray:
-    """model: the face subset -> frames [n, SIZE, SIZE, 3] uint8."""
-    renderer = FaceRenderer(model)
+def render_clip(data: FaceModelData, albedo: AlbedoModel, truth: dict) -> np.ndarray:
+    """data: the face model file's contents -> frames [n, SIZE, SIZE, 3] uint8."""
+    model = FaceModel.from_data(data)
+    renderer = HeadRenderer(data)
     n = len(truth["times"])
     w = torch.from_numpy(truth["weights"])
     rot = euler_to_matrix(torch.from_numpy(truth["pitch"]).float(), torch.from_numpy(truth["yaw"]).float(),
@@ -57,7 +60,6 @@ def render_clip(model: FaceModel, albedo: AlbedoModel, truth: dict) -> np.ndarra
     image, mask = renderer.render(verts, torch.full((n,), SIZE * 2.0), albedo(torch.zeros(n, albedo.n_components)),
                                   sh.view(n, 27), SIZE)
     out = torch.where(mask[:, None], linear_to_srgb(image), torch.full_like(image, 0.35))
-    out = fill_holes(out, mask, torch.full((n, 3, 1, 1), 0.08))  # dark eyes and mouth
     return (out.permute(0, 2, 3, 1).numpy() * 255).round().astype(np.uint8)
 
 
@@ -80,10 +82,15 @@ def write_video(frames: np.ndarray, path: str | Path, fps: float = FPS) -> Path:
 
 
 def compare(anim: AnimationTrack, truth: dict) -> dict:
-    """Mean absolute errors: each animated shape's weight, all other shapes, yaw and pitch (degrees)."""
+    """Mean absolute errors: each animated shape's weight, all other shapes, yaw and pitch (degrees); the
+    blink's recovered peak and its mean where the truth is open (both eyes), the jaw's peak."""
     names = [str(n) for n in anim.expression_names]
     errors = {name: float(np.abs(anim.weights[:, names.index(name)] - truth["weights"][:, names.index(name)]).mean())
               for name in ANIMATED}
+    blinks = [names.index(n) for n in ANIMATED if "Blink" in n]
+    errors["blink peak"] = float(anim.weights[:, blinks].max(0).mean())
+    errors["blink when open"] = float(anim.weights[truth["weights"][:, blinks[0]] == 0][:, blinks].mean())
+    errors["jaw peak"] = float(anim.weights[:, names.index("jawOpen")].max())
     others = [i for i, n in enumerate(names) if n not in ANIMATED]
     errors["other shapes"] = float(np.abs(anim.weights[:, others] - truth["weights"][:, others]).mean())
     angles = head_angles(anim.rotation)
@@ -125,16 +132,18 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, default=Path("runs/clip"))
     p.add_argument("--smooth", type=float, default=0.5)
     p.add_argument("--model")
+    p.add_argument("--device", default="auto")
     args = p.parse_args(argv)
     args.out.mkdir(parents=True, exist_ok=True)
-    model = FaceModel.load(args.model)
-    truth = truth_curves(model.expression_names)
-    clip = write_video(render_clip(model.face_subset(), AlbedoModel.load(), truth), args.out / "clip.mp4")
-    rec = Reconstructor(ReconstructOptions(model=args.model, fit_steps=80, texture_size=512))
+    data = read_model(resolve_model_path(args.model))
+    truth = truth_curves([str(n) for n in data.expression_names])
+    clip = write_video(render_clip(data, AlbedoModel.load(), truth), args.out / "clip.mp4")
+    rec = Reconstructor(ReconstructOptions(model=args.model, device=args.device))  # as `mlaface animate` runs
     _, anim, report = animate(rec, clip, AnimateOptions(smooth=args.smooth))
     errors = compare(anim, truth)
     plot_curves(anim, truth, args.out / "curves.png")
-    print(json.dumps({"errors": errors, "report": report}, indent=1))
+    report["frames/s"] = report["frames"] / sum(report["seconds"].values())
+    print(json.dumps({"errors": errors, "report": report, "device": str(rec.device)}, indent=1))
     return 0
 
 

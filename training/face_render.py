@@ -1,17 +1,21 @@
 """Render the face (the model's front-face subset) with an albedo map and SH light: the synthetic data's images
-and the photometric loss's prediction, through backend.render (differentiable, CPU and CUDA).
+and the photometric loss's prediction, through backend.render (differentiable, CPU and CUDA). HeadRenderer draws
+the whole head instead (eyeballs, lashes, teeth, mouth), for test footage that a landmark detector reads as a face.
 
 Images are [B, 3, S, S] linear RGB; cameras are the network's crop cameras (principal point at the crop centre).
 """
 
 from __future__ import annotations
 
+import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy.spatial import cKDTree
 
 from backend.albedo_model import AlbedoModel
 from backend.camera import project
 from backend.face_model import FaceModel
+from backend.model_file import FaceModelData
 from backend.render import interpolate, rasterize, texture
 from backend.shading import ambient_sh, shade, vertex_normals
 
@@ -35,6 +39,96 @@ class FaceRenderer:
         frags = rasterize(screen, self.faces, (size, size), cull_backfaces=True)
         uv = interpolate(self.corner_uvs.expand(B, -1, -1), frags, self.corner_faces)
         colour = texture(albedo, uv)
+        normals = F.normalize(interpolate(vertex_normals(cam_verts, self.faces), frags, self.faces), dim=-1)
+        image = shade(colour, normals, sh) * frags.mask[..., None]
+        return image.permute(0, 3, 1, 2), frags.mask
+
+
+# linear RGB albedo of the parts that are not skin
+PART_ALBEDO = {"sclera": (0.55, 0.50, 0.45), "iris": (0.10, 0.06, 0.03), "pupil": (0.01, 0.01, 0.01),
+               "mouth": (0.22, 0.05, 0.05), "teeth": (0.60, 0.55, 0.45)}
+
+
+IRIS_RADIUS, PUPIL_RADIUS = 0.0058, 0.0022  # metres
+
+
+def _eye_kinds(data: FaceModelData, tri_kind: list[str]) -> list[str]:
+    """ICT's eyeball is two nested balls, the outer (sclera material) with a clear cornea, the inner (iris material)
+    painted with the iris. Triangles of either near the eye's forward axis (+z through the ball's centre) become
+    "cornea" (outer, left out), "iris" or "pupil" (inner); the rest of both balls "sclera"."""
+    corners = data.mean[data.triangles]  # [T, 3, 3]
+    names = [str(n) for n in data.material_names]
+    tri_mat = data.polygon_material[data.triangle_polygon]
+    kinds = list(tri_kind)
+    for side in ("Left", "Right"):
+        outer, inner = tri_mat == names.index(f"M_Sclera{side}"), tri_mat == names.index(f"M_Iris{side}")
+        rel = corners - corners[outer].reshape(-1, 3).mean(0)
+        off_axis = np.linalg.norm(rel[..., :2], axis=2).max(1)
+        front = (rel[..., 2] > 0).all(1)
+        for t in np.flatnonzero(outer | inner):
+            disc = front[t] and off_axis[t] < IRIS_RADIUS
+            kinds[t] = ("cornea" if disc else "sclera") if outer[t] else (
+                ("pupil" if off_axis[t] < PUPIL_RADIUS else "iris") if disc else "sclera")
+    return kinds
+
+
+HIDDEN_PARTS = ("eye_helper", "cornea", "eyelashes")  # ICT's lash cards, opaque, are a thick dark band
+LINER = (0.9, 0.5)  # darkening of the upper and lower lid's rim, where the lashes grow
+
+
+def _lid_liner(data: FaceModelData, tri_kind: list[str]) -> np.ndarray:
+    """[V] float32: how much to darken each face-skin vertex: LINER (upper, lower lid) near the roots of ICT's lash
+    cards (their vertices within 0.5 mm of the skin), fading over about a millimetre; 0 elsewhere."""
+    kinds = np.array(tri_kind)
+    skin = np.unique(data.triangles[kinds == "face"])
+    lashes = np.unique(data.triangles[kinds == "eyelashes"])
+    near_skin = cKDTree(data.mean[skin]).query(data.mean[lashes])[0] < 5e-4
+    roots = data.mean[lashes[near_skin]]
+    dist, nearest = cKDTree(roots).query(data.mean[skin])
+    eye_height = data.mean[data.triangles[kinds == "sclera"]].reshape(-1, 3)[:, 1].mean()
+    upper = roots[nearest, 1] > eye_height
+    out = np.zeros(len(data.mean), np.float32)
+    out[skin] = np.where(upper, LINER[0], LINER[1]) * np.exp(-((dist / 1e-3) ** 2))
+    return out
+
+
+class HeadRenderer:
+    """The whole head of the full model (FaceModel.from_data(data)): the face skin textured from a face-tile
+    albedo map, the back of the head in that map's mean colour, sclera, iris, pupil, mouth and teeth in
+    PART_ALBEDO, a dark line on the lid rims for the lashes; the see-through eye layers (tear film, occlusion
+    shadow, cornea) and ICT's lash cards left out."""
+
+    def __init__(self, data: FaceModelData, device: torch.device | str = "cpu"):
+        names = [str(n) for n in data.material_names]
+        parts = [str(p) for p in data.material_parts]
+        kind = ["face" if n == "M_Face" else p for n, p in zip(names, parts, strict=True)]
+        tri_kind = _eye_kinds(data, [kind[m] for m in data.polygon_material[data.triangle_polygon]])
+        keep = torch.tensor([k not in HIDDEN_PARTS for k in tri_kind])
+        self.faces = torch.as_tensor(data.triangles, dtype=torch.int64)[keep].to(device)
+        kinds = [k for k, kept in zip(tri_kind, keep.tolist(), strict=True) if kept]
+        self.is_face = torch.tensor([k == "face" for k in kinds], device=device)
+        self.is_back = torch.tensor([k == "skin" for k in kinds], device=device)
+        table = {k: torch.tensor(PART_ALBEDO.get(k, (0.0, 0.0, 0.0))) for k in set(kinds)}
+        self.part_albedo = torch.stack([table[k] for k in kinds]).to(device)  # [T, 3]
+        self.liner = torch.as_tensor(_lid_liner(data, tri_kind), device=device)
+        uv = torch.as_tensor(data.corner_uv[data.triangle_corners], dtype=torch.float32)[keep]
+        T = len(self.faces)
+        self.corner_faces = torch.arange(T * 3, device=device).view(T, 3)
+        self.corner_uvs = uv.reshape(1, T * 3, 2).to(device)
+
+    def render(self, cam_verts: torch.Tensor, focal: torch.Tensor, albedo: torch.Tensor, sh: torch.Tensor,
+               size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """cam_verts: [B, V, 3] metres, camera space, all vertices of the model; focal: [B] pixels at `size`;
+        albedo: [B, 3, S, S] linear face-tile maps; sh: [B, 27]
+        -> (image [B, 3, size, size] linear RGB, 0 where uncovered; mask [B, size, size] bool)."""
+        B = cam_verts.shape[0]
+        frags = rasterize(project(cam_verts, focal, (size, size)), self.faces, (size, size))
+        tri = frags.face_id.clamp(min=0)
+        uv = interpolate(self.corner_uvs.expand(B, -1, -1), frags, self.corner_faces)
+        colour = self.part_albedo[tri]
+        colour = torch.where(self.is_back[tri][..., None], albedo.mean((2, 3))[:, None, None], colour)
+        liner = interpolate(self.liner[:, None], frags, self.faces)
+        colour = torch.where(self.is_face[tri][..., None], texture(albedo, uv) * (1 - liner), colour)
         normals = F.normalize(interpolate(vertex_normals(cam_verts, self.faces), frags, self.faces), dim=-1)
         image = shade(colour, normals, sh) * frags.mask[..., None]
         return image.permute(0, 3, 1, 2), frags.mask

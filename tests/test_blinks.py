@@ -1,0 +1,76 @@
+"""Eye closure read from pixels (backend/blinks.py): the geometry helpers, and a wink rendered by the project's
+head renderer read back eye by eye."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from backend.blinks import CANDIDATES, BlinkReader, best_candidate, similarity
+
+pytest.importorskip("dlib", reason="the dlib extra is not installed")
+
+
+def test_similarity_maps_two_points():
+    src = np.array([[10.0, 20.0], [30.0, 20.0]])
+    dst = np.array([[5.0, 5.0], [5.0, 45.0]])  # turned 90 degrees, twice as long
+    warp = similarity(src, dst)
+    np.testing.assert_allclose(src @ warp[:, :2].T + warp[:, 2], dst, atol=1e-9)
+    np.testing.assert_allclose(warp[:, :2], [[0, -2], [2, 0]], atol=1e-9)
+
+
+def test_best_candidate_refines_between_samples():
+    costs = (CANDIDATES - 0.63) ** 2 + 1
+    assert best_candidate(costs) == pytest.approx(0.63, abs=1e-3)
+    assert best_candidate((CANDIDATES - 1.4) ** 2) == 1.0  # at the end: no parabola past it
+
+
+@pytest.fixture(scope="module")
+def wink(real_model_path):
+    """Three frames of the project's head render: eyes open, the subject's left eye shut, both shut."""
+    from backend.albedo_model import AlbedoModel
+    from backend.model_file import read_model
+    from training.clip_eval import render_clip
+
+    data = read_model(real_model_path)
+    names = [str(n) for n in data.expression_names]
+    weights = np.zeros((3, len(names)), np.float32)
+    weights[1:, names.index("eyeBlinkLeft")] = 1
+    weights[2, names.index("eyeBlinkRight")] = 1
+    truth = {"times": np.arange(3) / 25, "weights": weights, "yaw": np.radians([0, 10, -10]), "pitch": np.zeros(3)}
+    return data, render_clip(data, AlbedoModel.load(), truth)
+
+
+def test_a_wink_is_read_eye_by_eye(wink, real_model_path):
+    """The head is reconstructed from the open frame; the other frames are read with that head's fit to them
+    (landmarks only, as a clip's frames are). The subject's left eye is on the image's right."""
+    from backend.fitting import FitConfig, fit
+    from backend.landmarks import detect_faces
+    from backend.pipeline import ReconstructOptions, Reconstructor
+
+    data, frames = wink
+    rec = Reconstructor(ReconstructOptions(model=str(real_model_path), fit_steps=60, texture_size=256,
+                                           device="cpu"))
+    faces = [detect_faces(rec.provider, f, "wink", False)[0] for f in frames]
+    head = rec.reconstruct_faces([frames[0]], [faces[0]], ["wink"], [0], False, expression_l1=0.03)[0]
+    reader = BlinkReader(head, frames[0], data.landmarks_ibug68)
+    identity = torch.from_numpy(head.identity)[None].expand(3, -1)
+    fitted = fit(rec.model, list(frames), [f.landmarks for f in faces],
+                 FitConfig(steps=60, rigid_steps=30, w_photo=0.0, w_expression_l1=0.03), identity,
+                 fixed_identity=True)
+    read = [reader.read(frames[i], faces[i].landmarks, fitted.expression[i].numpy(), fitted.rotation[i].numpy(),
+                        fitted.translation[i].numpy()) for i in range(3)]
+    assert read[0]["eyeBlinkLeft"] < 0.2 and read[0]["eyeBlinkRight"] < 0.2, read[0]
+    assert read[1]["eyeBlinkLeft"] > 0.7 and read[1]["eyeBlinkRight"] < 0.2, read[1]
+    assert read[2]["eyeBlinkLeft"] > 0.7 and read[2]["eyeBlinkRight"] > 0.7, read[2]
+
+
+def test_an_eye_outside_the_photo_is_not_read(wink, real_model_path):
+    from backend.blinks import eye_window
+
+    landmarks = np.zeros((68, 2))
+    landmarks[36:48] = [[-5.0, 50.0]] * 12
+    landmarks[[36, 39, 42, 45]] = [[-5, 50], [15, 50], [40, 50], [60, 50]]
+    assert eye_window(landmarks, "right", (100, 100), landmarks[[36, 39]]) is None  # leaves the photo on the left
+    assert eye_window(landmarks, "left", (100, 100), landmarks[[42, 45]]) is not None
