@@ -9,7 +9,8 @@
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
 4. Eye closure from the pixels (backend/blinks.py): the lid landmarks rarely close on a blink, so eyeBlinkLeft /
-   eyeBlinkRight are read from renders of the head around each eye compared with the frame.
+   eyeBlinkRight are read from renders of the head around each eye compared with the frame, and measured from
+   each eye's resting level over the clip.
 5. Lost frames are bridged: weights and pose interpolated between the tracked frames around them (held at the
    clip's ends) and reported by frame number.
 6. Temporal smoothing (`smooth` 0 = off .. 1 = strong): a One Euro filter (Casiez et al. 2012), whose cut-off rises
@@ -30,7 +31,7 @@ import torch
 
 from .align import landmark_box
 from .animation import AnimationTrack, head_angles
-from .blinks import BlinkReader
+from .blinks import EYES, BlinkReader, from_rest
 from .face_result import FaceResult
 from .fitting import FitConfig, fit
 from .landmarks import Face
@@ -164,18 +165,20 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
     head_frame = keys[int(np.argmin(yaw))].index
     reader = BlinkReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
     row = {f.index: i for i, f in enumerate(good)}
-    names = [str(n) for n in head.expression_names]
+    blinks = [head.expression_names.tolist().index(name) for name, _, _ in EYES.values()]
+    read = np.full((len(good), len(blinks)), np.nan)
     _, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
     for frame in frames:
         i = row.get(frame.index)
         if i is None:
             continue
-        for name, value in reader.read(frame.image, good[i].landmarks, weights[i], rotation[i],
-                                       translation[i]).items():
-            if value is not None:
-                weights[i, names.index(name)] = value
+        values = reader.read(frame.image, good[i].landmarks, weights[i], rotation[i], translation[i])
+        read[i] = [np.nan if values[name] is None else values[name] for name, _, _ in EYES.values()]
         if progress:
             progress("eyes", i + 1, len(good))
+    for k, e in enumerate(blinks):
+        eye = from_rest(read[:, k])
+        weights[:, e] = np.where(np.isfinite(eye), eye, weights[:, e])
     t4 = time.perf_counter()
 
     times = np.array([f.time for f in frames_out])

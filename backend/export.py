@@ -3,7 +3,8 @@ PNG (the fitted mesh and the landmarks over the photo). Every file is written to
 
 Geometry is exported in model space (metres, y up, the face looking down +z; glTF's frame), not posed: the pose
 belongs to the scene (the Blender importer applies it). The see-through helper layers of the eyes (part
-"eye_helper") are left out so that skin reads opaque in any renderer.
+"eye_helper": tear film, occlusion shadow, cornea) are left out so that skin reads opaque in any renderer; the
+untextured lash cards are faint (FaceResult.opacity).
 """
 
 from __future__ import annotations
@@ -63,7 +64,7 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
             continue
         colour = r.colour(m)
         materials += [f"newmtl {name}", f"Kd {colour[0]:.3f} {colour[1]:.3f} {colour[2]:.3f}", "Ks 0.05 0.05 0.05",
-                      "Ns 20", "illum 2"]
+                      "Ns 20", "illum 2", f"d {r.opacity(m):g}"]
         if r.is_textured(m):
             materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
     write_bytes_atomic(png, _png_bytes(r.texture))
@@ -142,7 +143,9 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
         if not len(sel):
             continue
         mat = {"name": str(name), "pbrMetallicRoughness": {"metallicFactor": 0.0, "roughnessFactor": 0.6,
-                                                            "baseColorFactor": [*r.colour(m), 1.0]}}
+                                                            "baseColorFactor": [*r.colour(m), r.opacity(m)]}}
+        if r.opacity(m) < 1:
+            mat["alphaMode"] = "BLEND"
         if r.is_textured(m):
             mat["pbrMetallicRoughness"]["baseColorTexture"] = {"index": 0}
             mat["pbrMetallicRoughness"]["baseColorFactor"] = [1.0, 1.0, 1.0, 1.0]

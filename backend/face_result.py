@@ -36,8 +36,9 @@ from .npz_file import read_record, write_record
 FORMAT = "mlaface.face_result"
 FORMAT_VERSION = 1
 PART_COLOURS = {"skin": (0.8, 0.62, 0.52), "mouth": (0.55, 0.2, 0.22), "teeth": (0.92, 0.9, 0.84),
-                "eye": (0.9, 0.9, 0.9), "eyelashes": (0.05, 0.04, 0.04), "other": (0.5, 0.5, 0.5)}
-IRIS_COLOUR = (0.2, 0.12, 0.06)
+                "eye": (0.7, 0.68, 0.65), "eyelashes": (0.05, 0.04, 0.04), "other": (0.5, 0.5, 0.5)}
+PART_OPACITY = {"eyelashes": 0.15}
+IRIS_COLOUR, PUPIL_COLOUR = (0.2, 0.12, 0.06), (0.01, 0.01, 0.01)
 
 
 @dataclass(frozen=True)
@@ -84,16 +85,23 @@ class FaceResult:
                 and int(np.floor(uv[:, 0].min())) == self.texture_tile)
 
     def colour(self, material: int) -> tuple[float, float, float]:
-        """Linear RGB for an untextured material: irises brown, skin outside the texture the texture's median
-        skin tone, other parts a fixed colour of their kind."""
+        """Linear RGB for an untextured material: irises brown, pupils black, skin outside the texture the
+        texture's median skin tone, other parts a fixed colour of their kind."""
         name, part = str(self.material_names[material]), str(self.material_parts[material])
         if "Iris" in name:
             return IRIS_COLOUR
+        if "Pupil" in name:
+            return PUPIL_COLOUR
         if part != "skin":
             return PART_COLOURS.get(part, PART_COLOURS["other"])
         t = self.texture.shape[0]
         srgb = np.median(self.texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
         return tuple(float(c) for c in np.where(srgb <= 0.04045, srgb / 12.92, ((srgb + 0.055) / 1.055) ** 2.4))
+
+    def opacity(self, material: int) -> float:
+        """1 for solid materials; PART_OPACITY of the see-through ones: ICT's lash cards, untextured, are a dark band
+        around the eye when solid; faint, they keep the lashes' place for an artist's lash texture."""
+        return PART_OPACITY.get(str(self.material_parts[material]), 1.0)
 
     def check(self, where: str = "face result") -> None:
         V, E = len(self.vertices), len(self.expression_names)

@@ -9,6 +9,9 @@ The extra upstream shapes `cheekRaiser_L/R` and `PupilDilate_L/R` are not in the
 Expression names become ARKit style: `eyeBlink_L` -> `eyeBlinkLeft` (upstream `_L` is the subject's left, as
 ARKit's `Left`). Upstream splits ARKit's `browInnerUp` and `cheekPuff` into left and right and has no `tongueOut`.
 
+Upstream ships no eye textures: the eyeballs' iris, pupil and clear cornea are split off into their own materials
+by geometry (`_split_eyeballs`), so that any renderer shows an iris behind a see-through cornea.
+
 The 21 AFLW points (order in `AFLW21_NAMES`) are chosen on the model as follows, left/right as seen in a frontal
 image (AFLW's convention, so "left eye" is the subject's right eye):
 - brows, eye corners, nose and mouth: the iBUG-68 landmark vertex at the same place (see `_AFLW21_FROM_IBUG68`);
@@ -60,7 +63,9 @@ MATERIAL_PARTS = {
     "M_ScleraLeft": "eye", "M_IrisLeft": "eye", "M_ScleraRight": "eye", "M_IrisRight": "eye",
     "M_LacrimalFluid": "eye_helper", "M_EyeBlend": "eye_helper", "M_EyeOcclusion": "eye_helper",
     "M_EyeLashes": "eyelashes",
+    "M_CorneaLeft": "eye_helper", "M_CorneaRight": "eye_helper", "M_PupilLeft": "eye", "M_PupilRight": "eye",
 }
+IRIS_RADIUS, PUPIL_RADIUS = 0.58, 0.22  # centimetres, as the source OBJ
 FACE_MATERIAL = "M_Face"
 
 
@@ -150,6 +155,30 @@ def _aflw21(mesh: ObjMesh, ibug68: np.ndarray) -> np.ndarray:
     return out
 
 
+def _split_eyeballs(mesh: ObjMesh) -> tuple[list[str], np.ndarray]:
+    """ICT's eyeball is two nested balls: the outer (M_Sclera*) the white of the eye with a clear cornea in front
+    of the iris, the inner (M_Iris*) painted with the iris, and no eye textures ship. Split them by geometry (eyes
+    looking ahead, +z): polygons centred within IRIS_RADIUS of the eye's forward axis (+z through the outer
+    ball's centre), on the front, become M_Cornea* (see-through) on the outer ball and stay M_Iris* on the inner
+    one, M_Pupil* within PUPIL_RADIUS; the rest of the inner ball joins M_Sclera*.
+    -> (material names, [F] polygon material)."""
+    names, material = list(mesh.materials), mesh.polygon_material.copy()
+    starts = np.concatenate([[0], np.cumsum(mesh.polygon_sizes)[:-1]])
+    centres = np.add.reduceat(mesh.vertices[mesh.corner_vertex], starts) / mesh.polygon_sizes[:, None]
+    for side in ("Left", "Right"):
+        if f"M_Sclera{side}" not in names or f"M_Iris{side}" not in names:
+            continue
+        outer, inner = material == names.index(f"M_Sclera{side}"), material == names.index(f"M_Iris{side}")
+        rel = centres - centres[outer].mean(0)
+        off_axis = np.linalg.norm(rel[:, :2], axis=1)
+        disc = (rel[:, 2] > 0) & (off_axis < IRIS_RADIUS)
+        names += [f"M_Cornea{side}", f"M_Pupil{side}"]
+        material[outer & disc] = names.index(f"M_Cornea{side}")
+        material[inner & disc & (off_axis < PUPIL_RADIUS)] = names.index(f"M_Pupil{side}")
+        material[inner & ~disc] = names.index(f"M_Sclera{side}")
+    return names, material
+
+
 def _material_vertices(mesh: ObjMesh, materials: list[str]) -> np.ndarray:
     """Sorted unique vertices of the polygons that use any of `materials`."""
     ids = [mesh.materials.index(m) for m in materials if m in mesh.materials]
@@ -181,8 +210,9 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
         raise MlafaceError(f"{folder / INDICES}: vertex indices outside the {V} vertices of {NEUTRAL}")
     tri_corners, tri_poly = fan_triangulate(mesh.polygon_sizes)
     uv = mesh.uvs[mesh.corner_uv]
-    tiles = [int(np.floor(uv[np.repeat(mesh.polygon_material == i, mesh.polygon_sizes), 0].min()))
-             for i in range(len(mesh.materials))]
+    materials, polygon_material = _split_eyeballs(mesh)
+    tiles = [int(np.floor(uv[np.repeat(polygon_material == i, mesh.polygon_sizes), 0].min()))
+             for i in range(len(materials))]
     if FACE_MATERIAL not in mesh.materials:
         raise MlafaceError(f"{folder / NEUTRAL}: no {FACE_MATERIAL} polygons (the front face)")
     i32 = np.int32
@@ -197,9 +227,9 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
         polygon_sizes=mesh.polygon_sizes.astype(i32),
         corner_vertex=mesh.corner_vertex.astype(i32),
         corner_uv=uv.astype(np.float32),
-        polygon_material=mesh.polygon_material.astype(i32),
-        material_names=np.array(mesh.materials),
-        material_parts=np.array([MATERIAL_PARTS.get(m, "other") for m in mesh.materials]),
+        polygon_material=polygon_material.astype(i32),
+        material_names=np.array(materials),
+        material_parts=np.array([MATERIAL_PARTS.get(m, "other") for m in materials]),
         material_tiles=np.array(tiles, dtype=i32),
         triangles=mesh.corner_vertex[tri_corners].astype(i32),
         triangle_corners=tri_corners.astype(i32),

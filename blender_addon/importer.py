@@ -58,6 +58,10 @@ def _material(result, m: int, texture_image, created: Created):
         mat.node_tree.links.new(node.outputs["Color"], bsdf.inputs["Base Color"])
     else:
         bsdf.inputs["Base Color"].default_value = (*result.colour(m), 1.0)
+    alpha = result.opacity(m)
+    if alpha < 1:
+        bsdf.inputs["Alpha"].default_value = alpha
+        mat.surface_render_method = "BLENDED"
     return mat
 
 

@@ -3,7 +3,14 @@ the worker, render the imported head from the matched camera with Cycles on the 
 the photo to a PNG; print the time of the whole operator and of building the Blender data alone.
 
     python scripts/blender_render_import.py PHOTO [--model FILE] [-o docs/blender_import.png]
-(docs/blender_import.png shows scikit-image's astronaut, a public-domain photo.)
+    python scripts/blender_render_import.py CLIP --frames 1,13,28 [-o docs/blender_clip.png]
+    python scripts/blender_render_import.py HEAD.glb [-o docs/astronaut_glb_blender.png]
+
+With --frames the input is a clip: "Animate from Video" imports it, and each listed scene frame is rendered (a row:
+clip frame | render | render over the frame). A .glb (from `mlaface reconstruct`) is imported with Blender's own
+glTF importer and rendered from three-quarters.
+(docs/blender_import.png shows scikit-image's astronaut, a public-domain photo; docs/blender_clip.png the
+project's own test clip, `python -m training.clip_eval`.)
 """
 
 from __future__ import annotations
@@ -19,6 +26,7 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="mlaface
 
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
+from mathutils import Vector  # noqa: E402
 from PIL import Image  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
@@ -31,6 +39,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("photo")
     parser.add_argument("--model", default="")
+    parser.add_argument("--frames", help="a clip: the scene frames to render, comma-separated")
     parser.add_argument("-o", "--output", default="docs/blender_import.png")
     args = parser.parse_args()
     photo = Path(args.photo).resolve()
@@ -39,6 +48,10 @@ def main() -> None:
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.python_path, prefs.model_path, prefs.device = sys.executable, args.model, "cpu"
+    if args.frames:
+        return render_clip(photo, [int(f) for f in args.frames.split(",")], Path(args.output))
+    if photo.suffix == ".glb":
+        return render_glb(photo, Path(args.output))
     start = time.perf_counter()
     bpy.ops.mlaface.reconstruct(filepath=str(photo))
     total = time.perf_counter() - start
@@ -54,29 +67,82 @@ def main() -> None:
     print(f"operator (worker reconstruct + import): {total:.1f} s; building the Blender data: {build_s:.2f} s/face")
     bpy.data.collections.remove(bpy.data.collections["timing"])
 
+    render = render_camera(f"{photo.stem}_camera")
+    sheet_row(Image.open(photo).convert("RGB"), render).save(args.output)
+    print(f"wrote {args.output}: photo | Cycles render from the matched camera | render over the photo;",
+          f"{len(head.data.shape_keys.key_blocks) - 1} shape keys", np.round(head.location[:], 3))
+
+
+def render_glb(glb: Path, output: Path) -> None:
+    """The .glb through Blender's glTF importer, from three-quarters, on dark grey."""
+    bpy.ops.import_scene.gltf(filepath=str(glb))
+    head = next(o for o in bpy.context.scene.objects if o.type == "MESH")
+    centre = sum((head.matrix_world @ Vector(c) for c in head.bound_box), Vector()) / 8
+    camera = bpy.data.objects.new("glb_camera", bpy.data.cameras.new("glb_camera"))
+    bpy.context.scene.collection.objects.link(camera)
+    camera.data.lens = 85
+    camera.location = centre + Vector((-0.42, -0.9, 0.08))  # glTF's +z (the face) is Blender's -y
+    camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+    camera["mlaface_resolution"] = (400, 400)
+    render = render_camera("glb_camera", side=400)
+    Image.alpha_composite(Image.new("RGBA", render.size, (30, 30, 30, 255)), render).convert("RGB").save(output)
+    print(f"wrote {output}: {glb.name} through Blender's glTF importer, Cycles")
+
+
+def render_camera(camera: str, side: int = 512) -> Image.Image:
+    """The scene from the named camera (with an mlaface_resolution) with Cycles on the CPU, soft white light,
+    transparent film."""
     scene = bpy.context.scene
-    scene.camera = bpy.data.objects[f"{photo.stem}_camera"]
+    scene.camera = bpy.data.objects[camera]
     W, H = scene.camera["mlaface_resolution"]
-    k = 512 / max(W, H)
+    k = side / max(W, H)
     scene.render.resolution_x, scene.render.resolution_y = round(W * k), round(H * k)
     scene.render.engine, scene.cycles.device, scene.cycles.samples = "CYCLES", "CPU", 32
-    scene.world = bpy.data.worlds.new("mlaface")
-    scene.world.use_nodes = True
-    scene.world.node_tree.nodes["Background"].inputs[0].default_value = (0.9, 0.9, 0.9, 1.0)  # soft white light
+    if scene.world is None:
+        scene.world = bpy.data.worlds.new("mlaface")
+        scene.world.use_nodes = True
+        scene.world.node_tree.nodes["Background"].inputs[0].default_value = (0.9, 0.9, 0.9, 1.0)
     scene.render.film_transparent = True
     out = Path(tempfile.mkdtemp()) / "render.png"
     scene.render.filepath = str(out)
     bpy.ops.render.render(write_still=True)
-    render = Image.open(out).convert("RGBA")
-    picture = Image.open(photo).convert("RGB").resize(render.size)
+    return Image.open(out).convert("RGBA")
+
+
+def sheet_row(picture: Image.Image, render: Image.Image) -> Image.Image:
+    """picture | render on grey | render over the picture."""
+    picture = picture.resize(render.size)
+    grey = Image.alpha_composite(Image.new("RGBA", render.size, (60, 60, 60, 255)), render).convert("RGB")
     over = Image.alpha_composite(picture.convert("RGBA"), render).convert("RGB")
-    sheet = Image.new("RGB", (render.width * 3, render.height), "white")
-    for i, im in enumerate((picture, Image.alpha_composite(Image.new("RGBA", render.size, (60, 60, 60, 255)),
-                                                          render).convert("RGB"), over)):
-        sheet.paste(im, (i * render.width, 0))
-    sheet.save(args.output)
-    print(f"wrote {args.output}: photo | Cycles render from the matched camera | render over the photo;",
-          f"{len(head.data.shape_keys.key_blocks) - 1} shape keys", np.round(head.location[:], 3))
+    row = Image.new("RGB", (render.width * 3, render.height), "white")
+    for i, im in enumerate((picture, grey, over)):
+        row.paste(im, (i * render.width, 0))
+    return row
+
+
+def render_clip(clip: Path, frames: list[int], output: Path) -> None:
+    """Animate the clip with the add-on's operator; one sheet row per scene frame."""
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    from backend.video import open_clip
+
+    start = time.perf_counter()
+    bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.5)
+    print(f"operator (worker animate + import): {time.perf_counter() - start:.1f} s")
+    scene = bpy.context.scene
+    images = {f.index: f.image for f in open_clip(clip)[1]}
+    rows = []
+    for frame in frames:
+        scene.frame_set(frame)
+        head = bpy.data.objects[clip.stem]
+        keys = {k.name: round(k.value, 2) for k in head.data.shape_keys.key_blocks[1:] if k.value > 0.2}
+        print(f"frame {frame}: shape keys above 0.2 {keys}")
+        rows.append(sheet_row(Image.fromarray(images[frame - scene.frame_start]),
+                              render_camera(f"{clip.stem}_camera", side=256)))
+    sheet = Image.new("RGB", (rows[0].width, sum(r.height for r in rows)), "white")
+    for i, row in enumerate(rows):
+        sheet.paste(row, (0, i * row.height))
+    sheet.save(output)
+    print(f"wrote {output}: clip frame | Cycles render of the animated head | render over the frame; frames {frames}")
 
 
 if __name__ == "__main__":

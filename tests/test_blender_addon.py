@@ -54,7 +54,9 @@ def test_reconstruct_one_photo(addon):
     face = mesh.materials["mlaface_M_Face"]
     images = [n.image for n in face.node_tree.nodes if n.type == "TEX_IMAGE"]
     assert len(images) == 1 and tuple(images[0].size) == (512, 512) and images[0].packed_file is not None
-    assert not any("EyeOcclusion" in m.name or "Lacrimal" in m.name for m in mesh.materials)  # see-through left out
+    assert not any(k in m.name for m in mesh.materials for k in ("EyeOcclusion", "Lacrimal", "Cornea"))  # see-through
+    lashes = mesh.materials["mlaface_M_EyeLashes"].node_tree.nodes["Principled BSDF"].inputs["Alpha"].default_value
+    assert lashes < 0.5 and "mlaface_M_PupilLeft" in mesh.materials.keys()
     # pose: in front of the matched camera (which looks along +y), upright, and the camera has the photo's view
     assert head.location.y > 0.2 and head.matrix_world.col[2][2] > 0.8
     assert camera.type == "CAMERA" and camera.data.lens > 0 and camera.data.background_images[0].image is not None

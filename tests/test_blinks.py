@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.blinks import CANDIDATES, BlinkReader, best_candidate, similarity
+from backend.blinks import CANDIDATES, BlinkReader, best_candidate, from_rest, similarity
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
@@ -24,6 +24,17 @@ def test_best_candidate_refines_between_samples():
     costs = (CANDIDATES - 0.63) ** 2 + 1
     assert best_candidate(costs) == pytest.approx(0.63, abs=1e-3)
     assert best_candidate((CANDIDATES - 1.4) ** 2) == 1.0  # at the end: no parabola past it
+
+
+def test_readings_are_measured_from_the_resting_eye():
+    values = np.full(50, 0.2)
+    values[10:15] = [0.4, 0.8, 1.0, 0.8, 0.4]
+    values[30] = np.nan  # not read
+    out = from_rest(values)
+    np.testing.assert_allclose(out[10:15], [0.25, 0.75, 1.0, 0.75, 0.25])
+    assert (out[:10] == 0).all() and np.isnan(out[30])
+    few = np.array([np.nan, 0.5, np.nan])
+    np.testing.assert_array_equal(from_rest(few), few)  # too few readings to know the rest: as read
 
 
 @pytest.fixture(scope="module")

@@ -102,11 +102,11 @@ def test_no_face_in_any_frame(tmp_path):
 
 def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_path):
     """End to end through the CLI, thresholds from `python -m training.clip_eval` (same clip, same settings) with
-    room for codec and thread differences: the blink, read from the pixels, peaks at frame 12 (measured 0.88 and
-    0.92; asserted > 0.6: without the pixel read it stays at 0, dlib's lid points do not close) and stays open
-    after it (measured mean 0.016; asserted < 0.1: an eye read shut while open fails it); the jaw follows its
-    curve (correlation 0.99, asserted > 0.9; its height is under-read, dlib's inner lips close early); the head
-    turn within 6 degrees (measured 2.4); nothing is lost."""
+    room for codec and thread differences: the blink, read from the pixels, peaks at frame 12 (measured 0.82 and
+    0.81; asserted > 0.6: without the pixel read it stays at 0, dlib's lid points do not close) and stays open
+    after it (measured means 0.071 and 0.045; asserted < 0.15: an eye read shut while open fails it, as does a
+    resting level left in, 0.2 here); the jaw follows its curve (correlation 0.99, asserted > 0.9; its height is
+    under-read, dlib's inner lips close early); the head turn within 6 degrees (measured 2.4); nothing is lost."""
     from backend.animation import head_angles, read_track
     from backend.face_result import read_result
 
@@ -129,7 +129,7 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     for blink in ("eyeBlinkLeft", "eyeBlinkRight"):
         w = anim.weights[:, names.index(blink)]
         assert w[10:15].max() > 0.6 and 10 <= np.argmax(w) <= 14, (blink, w[:20])
-        assert w[20:].mean() < 0.1, (blink, w[20:])
+        assert w[20:].mean() < 0.15, (blink, w[20:])
     yaw_error = np.degrees(np.abs(head_angles(anim.rotation)[:, 0] - truth["yaw"])).mean()
     assert yaw_error < 6, yaw_error
     # bad input leaves nothing behind

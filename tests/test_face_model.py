@@ -45,6 +45,25 @@ def test_counts_and_names(real_model_data):
     assert tiles["M_Face"] == 0 and tiles["M_BackHead"] == 1
 
 
+def test_eyeballs_split_into_iris_pupil_and_cornea(real_model_data):
+    """ICT ships no eye textures; the conversion splits each eyeball by geometry (backend/facekit.py)."""
+    d = real_model_data
+    names = [str(n) for n in d.material_names]
+    starts = np.concatenate([[0], np.cumsum(d.polygon_sizes)[:-1]])
+    centres = np.add.reduceat(d.mean[d.corner_vertex], starts) / d.polygon_sizes[:, None]
+    for side in ("Left", "Right"):
+        parts = {m: centres[d.polygon_material == names.index(f"M_{m}{side}")] for m in
+                 ("Sclera", "Iris", "Pupil", "Cornea")}
+        assert all(len(p) for p in parts.values()), side
+        assert d.material_parts[names.index(f"M_Cornea{side}")] == "eye_helper"  # see-through: left out
+        ball = parts["Sclera"].mean(0)
+        # the cornea caps the iris in front, the pupil sits in the iris' middle, the sclera is the rest
+        assert parts["Cornea"][:, 2].min() > parts["Iris"][:, 2].min() > ball[2]
+        assert np.linalg.norm(parts["Pupil"][:, :2] - ball[:2], axis=1).max() < 0.003
+        assert np.linalg.norm(parts["Sclera"][:, :2] - ball[:2], axis=1).max() > 0.01
+        assert np.sign(ball[0]) == (1 if side == "Left" else -1)  # the subject's left is +x
+
+
 def test_units_are_metres(real_model_data):
     width = np.ptp(real_model_data.mean[real_model_data.face_region, 0])
     assert 0.12 < width < 0.22  # a face is 12-22 cm wide

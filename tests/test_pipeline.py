@@ -126,6 +126,11 @@ def test_glb_has_named_morph_targets_and_texture(takeo, tmp_path):
     assert all(len(p["targets"]) == 53 for p in mesh["primitives"])
     textured = [m for m in doc["materials"] if "baseColorTexture" in m["pbrMetallicRoughness"]]
     assert [m["name"] for m in textured] == ["M_Face"]
+    by_name = {m["name"]: m for m in doc["materials"]}
+    assert by_name["M_EyeLashes"]["alphaMode"] == "BLEND"  # untextured lash cards: faint, not a dark band
+    assert "alphaMode" not in by_name["M_Face"] and "M_CorneaLeft" not in by_name  # the cornea is see-through
+    assert by_name["M_PupilLeft"]["pbrMetallicRoughness"]["baseColorFactor"][:3] < by_name["M_IrisLeft"][
+        "pbrMetallicRoughness"]["baseColorFactor"][:3]
     image_view = doc["bufferViews"][doc["images"][0]["bufferView"]]
     png = blob[image_view["byteOffset"]:image_view["byteOffset"] + image_view["byteLength"]]
     assert png[:8] == b"\x89PNG\r\n\x1a\n"

@@ -49,30 +49,8 @@ PART_ALBEDO = {"sclera": (0.55, 0.50, 0.45), "iris": (0.10, 0.06, 0.03), "pupil"
                "mouth": (0.22, 0.05, 0.05), "teeth": (0.60, 0.55, 0.45)}
 
 
-IRIS_RADIUS, PUPIL_RADIUS = 0.0058, 0.0022  # metres
-
-
-def _eye_kinds(data: FaceModelData, tri_kind: list[str]) -> list[str]:
-    """ICT's eyeball is two nested balls, the outer (sclera material) with a clear cornea, the inner (iris material)
-    painted with the iris. Triangles of either near the eye's forward axis (+z through the ball's centre) become
-    "cornea" (outer, left out), "iris" or "pupil" (inner); the rest of both balls "sclera"."""
-    corners = data.mean[data.triangles]  # [T, 3, 3]
-    names = [str(n) for n in data.material_names]
-    tri_mat = data.polygon_material[data.triangle_polygon]
-    kinds = list(tri_kind)
-    for side in ("Left", "Right"):
-        outer, inner = tri_mat == names.index(f"M_Sclera{side}"), tri_mat == names.index(f"M_Iris{side}")
-        rel = corners - corners[outer].reshape(-1, 3).mean(0)
-        off_axis = np.linalg.norm(rel[..., :2], axis=2).max(1)
-        front = (rel[..., 2] > 0).all(1)
-        for t in np.flatnonzero(outer | inner):
-            disc = front[t] and off_axis[t] < IRIS_RADIUS
-            kinds[t] = ("cornea" if disc else "sclera") if outer[t] else (
-                ("pupil" if off_axis[t] < PUPIL_RADIUS else "iris") if disc else "sclera")
-    return kinds
-
-
-HIDDEN_PARTS = ("eye_helper", "cornea", "eyelashes")  # ICT's lash cards, opaque, are a thick dark band
+EYE_KINDS = ("sclera", "iris", "pupil")  # the eyeball materials M_Sclera*, M_Iris*, M_Pupil* (backend/facekit.py)
+HIDDEN_PARTS = ("eye_helper", "eyelashes")  # ICT's lash cards, opaque, are a thick dark band
 LINER = (0.9, 0.5)  # darkening of the upper and lower lid's rim, where the lashes grow
 
 
@@ -96,13 +74,14 @@ class HeadRenderer:
     """The whole head of the full model (FaceModel.from_data(data)): the face skin textured from a face-tile
     albedo map, the back of the head in that map's mean colour, sclera, iris, pupil, mouth and teeth in
     PART_ALBEDO, a dark line on the lid rims for the lashes; the see-through eye layers (tear film, occlusion
-    shadow, cornea) and ICT's lash cards left out."""
+    shadow, cornea) and ICT's lash cards (an opaque dark band) left out."""
 
     def __init__(self, data: FaceModelData, device: torch.device | str = "cpu"):
         names = [str(n) for n in data.material_names]
         parts = [str(p) for p in data.material_parts]
-        kind = ["face" if n == "M_Face" else p for n, p in zip(names, parts, strict=True)]
-        tri_kind = _eye_kinds(data, [kind[m] for m in data.polygon_material[data.triangle_polygon]])
+        kind = ["face" if n == "M_Face" else next((k for k in EYE_KINDS if n.startswith(f"M_{k.title()}")), p)
+                for n, p in zip(names, parts, strict=True)]
+        tri_kind = [kind[m] for m in data.polygon_material[data.triangle_polygon]]
         keep = torch.tensor([k not in HIDDEN_PARTS for k in tri_kind])
         self.faces = torch.as_tensor(data.triangles, dtype=torch.int64)[keep].to(device)
         kinds = [k for k, kept in zip(tri_kind, keep.tolist(), strict=True) if kept]
