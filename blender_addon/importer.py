@@ -183,9 +183,15 @@ def fcurves(id_data):
     return anim.action.fcurves
 
 
-def scene_frames(times: np.ndarray, fps: float, start: int = 1) -> np.ndarray:
-    """Track times (seconds) -> scene frame numbers at the scene's rate (the clip's): start at the first."""
-    return start + np.round((times - times[0]) * fps).astype(int)
+def scene_frames(times: np.ndarray, fps: float, start: int = 1) -> tuple[np.ndarray, np.ndarray]:
+    """Track times [N] (seconds) -> (scene frame numbers [K], increasing, at the scene's rate (the clip's), the
+    first at start; the track rows [K] they take). Where a variable frame rate puts two samples on one scene frame,
+    the one nearer to it in time is kept; frames between samples are left to the curves' interpolation."""
+    exact = (times - times[0]) * fps
+    frames = np.round(exact).astype(int)
+    order = np.lexsort((np.abs(exact - frames), frames))
+    unique, first = np.unique(frames[order], return_index=True)
+    return start + unique, order[first]
 
 
 def import_animation(result, track, name: str) -> object:
@@ -202,19 +208,19 @@ def import_animation(result, track, name: str) -> object:
         fps = float(track.fps)
         scene.render.fps = max(1, round(fps))
         scene.render.fps_base = scene.render.fps / fps
-        frames = scene_frames(track.times, fps)
+        frames, rows = scene_frames(track.times, fps)
         keys = obj.data.shape_keys
         for e, key_name in enumerate(track.expression_names):
             path = f'key_blocks["{key_name}"].value'
             keys.keyframe_insert(path, frame=int(frames[0]))
             curve = fcurves(keys).find(path)
             curve.keyframe_points.add(len(frames) - 1)
-            co = np.stack([frames, track.weights[:, e]], 1).astype(np.float32)
+            co = np.stack([frames, track.weights[rows, e]], 1).astype(np.float32)
             curve.keyframe_points.foreach_set("co", co.ravel())
             curve.keyframe_points.foreach_set("interpolation", np.full(len(frames), 1, np.int32))  # LINEAR
             curve.update()
         obj.rotation_mode = "QUATERNION"
-        for i, frame in enumerate(frames):
+        for i, frame in zip(rows, frames, strict=True):
             obj.matrix_world = _world(track.rotation[i], track.translation[i])
             obj.keyframe_insert("location", frame=int(frame))
             obj.keyframe_insert("rotation_quaternion", frame=int(frame))

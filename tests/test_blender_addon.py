@@ -162,6 +162,53 @@ def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     assert "weights" in paths, paths
 
 
+def test_a_variable_frame_rate_clip_keys_its_real_times(addon, real_model_path, tmp_path):
+    """Frames at irregular times (a phone's variable frame rate): keyframes land at each frame's real time on the
+    scene's timeline; two frames on one scene frame keep the nearer one."""
+    pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
+    from fractions import Fraction
+
+    import av
+    import numpy as np
+
+    from backend.albedo_model import AlbedoModel
+    from backend.model_file import read_model
+    from training.clip_eval import render_clip, truth_curves
+
+    stamps = [0, 40, 80, 90, 200, 240, 400]  # milliseconds
+    data = read_model(real_model_path)
+    names = [str(n) for n in data.expression_names]
+    truth = truth_curves(names, n=len(stamps))
+    truth["weights"][:] = 0
+    truth["weights"][[1, 5], names.index("jawOpen")] = 0.6  # the mouth opens at 40 ms and at 240 ms
+    frames = render_clip(data, AlbedoModel.load(), truth)
+    clip = tmp_path / "vfr.mkv"
+    with av.open(str(clip), "w") as out:
+        stream = out.add_stream("ffv1", rate=25)
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.codec_context.time_base = Fraction(1, 1000)
+        for ms, image in zip(stamps, frames, strict=True):
+            frame = av.VideoFrame.from_ndarray(image, format="rgb24")
+            frame.pts, frame.time_base = ms, Fraction(1, 1000)
+            for packet in stream.encode(frame):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    assert bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.0) == {"FINISHED"}
+    scene, head = bpy.context.scene, bpy.data.objects["vfr"]
+    fps = scene.render.fps / scene.render.fps_base
+    exact = np.array(stamps) / 1000 * fps + 1
+    want = sorted({round(x) for x in exact})
+    from bl_ext.user_default.mlaface.importer import fcurves
+
+    jaw = fcurves(head.data.shape_keys).find('key_blocks["jawOpen"].value').keyframe_points
+    got = [round(k.co[0]) for k in jaw]
+    assert got == want and (scene.frame_start, scene.frame_end) == (1, want[-1]), (got, want, fps)
+    value = dict(zip(got, (k.co[1] for k in jaw), strict=True))
+    assert value[round(exact[1])] > value[round(exact[0])] + 0.2  # the open mouths at their own times
+    assert value[round(exact[5])] > value[round(exact[4])] + 0.2
+
+
 def test_animate_a_bad_clip_changes_nothing(addon, tmp_path):
     bad = tmp_path / "bad.mp4"
     bad.write_text("not a video")
