@@ -4,8 +4,8 @@
 
 1. Track one face through the frames (backend/tracking.py): 68 landmarks per frame, lost frames noted.
 2. Identity: the face model fitted to KEYFRAMES frames spread over the clip at once (one identity, an expression
-   and pose each; backend/fitting.py with shared_identity), the full pipeline with texture: the keyframe with the
-   most frontal head gives the neutral head's FaceResult.
+   and pose each; backend/fitting.py with shared_identity); the keyframe with the most frontal head, textured,
+   gives the neutral head's FaceResult.
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
 4. Eye closure from the pixels (backend/blinks.py): the lid landmarks rarely close on a blink, so eyeBlinkLeft /
@@ -30,7 +30,7 @@ import numpy as np
 import torch
 
 from .align import landmark_box
-from .animation import AnimationTrack, head_angles
+from .animation import AnimationTrack
 from .blinks import EYES, BlinkReader, from_rest
 from .face_result import FaceResult
 from .fitting import FitConfig, fit
@@ -136,10 +136,10 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
     picks = sorted({good[round(i)].index for i in np.linspace(0, len(good) - 1, min(KEYFRAMES, len(good)))})
     images = _keyframe_images(clip, options, set(picks))
     keys = [f for f in good if f.index in picks]
-    heads = rec.reconstruct_faces([images[f.index] for f in keys], _faces(keys, rec.provider.name),
-                                  [str(clip)] * len(keys), [0] * len(keys), True, expression_l1=EXPRESSION_L1)
-    yaw = np.abs(head_angles(np.stack([h.rotation for h in heads]))[:, 0])
-    head = heads[int(np.argmin(yaw))]
+    (head,) = rec.reconstruct_faces([images[f.index] for f in keys], _faces(keys, rec.provider.name),
+                                     [str(clip)] * len(keys), [0] * len(keys), True, expression_l1=EXPRESSION_L1,
+                                     frontal_only=True)
+    head_frame = next(f.index for f in keys if np.allclose(f.landmarks, head.landmarks, atol=1e-3))
     identity = torch.from_numpy(head.identity).to(rec.device)
     t2 = time.perf_counter()
 
@@ -162,7 +162,6 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         if progress:
             progress("fit", i + B, len(good))
     t3 = time.perf_counter()
-    head_frame = keys[int(np.argmin(yaw))].index
     reader = BlinkReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
     row = {f.index: i for i, f in enumerate(good)}
     blinks = [head.expression_names.tolist().index(name) for name, _, _ in EYES.values()]

@@ -105,10 +105,12 @@ class Reconstructor:
         return p.identity, p.expression, p.sh
 
     def reconstruct_faces(self, images: list[np.ndarray], faces: list[Face], paths: list[str], indices: list[int],
-                          shared: bool, detect_s: float = 0.0, progress=None, expression_l1: float = 0.0
-                          ) -> list[FaceResult]:
+                          shared: bool, detect_s: float = 0.0, progress=None, expression_l1: float = 0.0,
+                          frontal_only: bool = False) -> list[FaceResult]:
         """Faces already found (images [H, W, 3] uint8, their Face, source path and face index) -> FaceResults;
-        shared: one identity for all; expression_l1: the fit's sparsity prior on expressions (clips use it)."""
+        shared: one identity for all; expression_l1: the fit's sparsity prior on expressions (clips use it);
+        frontal_only: all faces are fitted, but only the one whose head is turned least is returned (and
+        textured): a clip's neutral head from its keyframes."""
         t0 = time.perf_counter()
         identity, expression, sh = self._network_start(images, faces)
         t1 = time.perf_counter()
@@ -120,7 +122,11 @@ class Reconstructor:
         neutral = self.model.vertices(fitted.identity, torch.zeros_like(fitted.expression))
         expressed = self.model.vertices(fitted.identity, fitted.expression)
         cam = expressed @ fitted.rotation.transpose(1, 2) + fitted.translation[:, None]
-        for b, (image, face) in enumerate(zip(images, faces, strict=True)):
+        chosen = range(len(images))
+        if frontal_only:
+            chosen = [int(torch.argmin(fitted.rotation[:, :2, 2].norm(dim=1)))]  # the nose (+z) nearest the view axis
+        for b in chosen:
+            image, face = images[b], faces[b]
             t3 = time.perf_counter()
             tex = extract_texture(image, cam[b], self.tile_mesh, float(fitted.focal[b]), fitted.sh[b],
                                   landmark_box(face.landmarks), self.options.texture_size, self.albedo_model)
