@@ -79,7 +79,7 @@ class EyeRig:
         skin = np.array([head.is_textured(m) for m in range(len(names))])[material]
         eyeball, near = np.zeros(len(tris), bool), np.zeros(len(tris), bool)
         for _, _, parts in EYES.values():
-            mine = np.isin(material, [names.index(p) for p in parts if p in names])
+            mine = np.isin(material, [names.index(p) for p in parts if p in names])  # older models: no M_Pupil
             centre = head.vertices[tris[mine]].reshape(-1, 3).mean(0)
             near |= (np.linalg.norm(head.vertices[tris] - centre, axis=2) < REGION).all(1)
             eyeball |= mine
@@ -101,7 +101,7 @@ class EyeRig:
         self.device = device
 
     def render(self, weights: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor,
-               windows: list[EyeWindow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+               windows: list[EyeWindow]) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor]:
         """weights: [B, E]; rotation: [B, 3, 3]; translation: [B, 3] metres; windows: B eye windows
         -> (colour [B, h, w, 3] linear RGB of the skin, points [B, h, w, 3] model-space surface points (metres),
         eyeball [B, h, w] bool, covered [B, h, w] bool), (h, w) = WINDOW times SUPERSAMPLE."""
@@ -122,7 +122,6 @@ class EyeRig:
         points = interpolate(verts, frags, self.faces)
         eyeball = self.eyeball[frags.face_id.clamp(min=0)] & frags.mask
         return colour, points, eyeball, frags.mask
-
 
     def corners(self, eye: str, weights: np.ndarray, rotation: np.ndarray, translation: np.ndarray) -> np.ndarray:
         """[2, 2] the eye's two iBUG corners as the posed head shows them, photo pixels (0-based centres)."""
