@@ -8,9 +8,10 @@
    gives the neutral head's FaceResult.
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
-4. Eye closure from the pixels (backend/blinks.py): the lid landmarks rarely close on a blink, so eyeBlinkLeft /
-   eyeBlinkRight are read from renders of the head around each eye compared with the frame, and measured from
-   each eye's resting level over the clip.
+4. Blinks and the jaw from the pixels (backend/pixel_reading.py): the lid landmarks rarely close on a blink and
+   the inner-lip ones close early on an open mouth, so eyeBlinkLeft / eyeBlinkRight / jawOpen are read from
+   renders of the head around each eye and the mouth compared with the frame (blinks measured from each eye's
+   resting level over the clip).
 5. Lost frames are bridged: weights and pose interpolated between the tracked frames around them (held at the
    clip's ends) and reported by frame number.
 6. Temporal smoothing (`smooth` 0 = off .. 1 = strong): a One Euro filter (Casiez et al. 2012), whose cut-off rises
@@ -31,10 +32,10 @@ import torch
 
 from .align import landmark_box
 from .animation import AnimationTrack
-from .blinks import EYES, BlinkReader, from_rest
 from .face_result import FaceResult
 from .fitting import FitConfig, fit
 from .landmarks import Face
+from .pixel_reading import EYES, FEATURES, PixelReader, from_rest
 from .tracking import TrackedFrame, lost_ranges, track
 from .video import open_clip
 
@@ -117,7 +118,7 @@ def _keyframe_images(clip, options: AnimateOptions, wanted: set[int]) -> dict[in
 
 def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
             progress: Callable[[str, int, int], None] | None = None) -> tuple[FaceResult, AnimationTrack, dict]:
-    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit", "eyes".
+    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit", "pixels".
     -> (the neutral head's FaceResult, the track, a report: frames, lost ranges, seconds per stage)."""
     clip = Path(clip)
     t0 = time.perf_counter()
@@ -162,22 +163,23 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         if progress:
             progress("fit", i + B, len(good))
     t3 = time.perf_counter()
-    reader = BlinkReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
+    reader = PixelReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
     row = {f.index: i for i, f in enumerate(good)}
-    blinks = [head.expression_names.tolist().index(name) for name, _, _ in EYES.values()]
-    read = np.full((len(good), len(blinks)), np.nan)
+    shapes = [f.shape for f in FEATURES.values()]
+    read = np.full((len(good), len(shapes)), np.nan)
     _, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
     for frame in frames:
         i = row.get(frame.index)
         if i is None:
             continue
         values = reader.read(frame.image, good[i].landmarks, weights[i], rotation[i], translation[i])
-        read[i] = [np.nan if values[name] is None else values[name] for name, _, _ in EYES.values()]
+        read[i] = [np.nan if values[s] is None else values[s] for s in shapes]
         if progress:
-            progress("eyes", i + 1, len(good))
-    for k, e in enumerate(blinks):
-        eye = from_rest(read[:, k])
-        weights[:, e] = np.where(np.isfinite(eye), eye, weights[:, e])
+            progress("pixels", i + 1, len(good))
+    for k, (feature, f) in enumerate(FEATURES.items()):
+        value = from_rest(read[:, k]) if feature in EYES else read[:, k]
+        e = list(head.expression_names).index(f.shape)
+        weights[:, e] = np.where(np.isfinite(value), value, weights[:, e])
     t4 = time.perf_counter()
 
     times = np.array([f.time for f in frames_out])
@@ -195,7 +197,7 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
     report = {"frames": len(frames_out), "tracked": int(known.sum()), "lost": lost_ranges(frames_out),
               "carried": int(sum(f.state == "carried" for f in frames_out)), "keyframes": picks,
               "head_frame": head_frame, "fps": anim.fps,
-              "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2, "eyes": t4 - t3}}
+              "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2, "pixels": t4 - t3}}
     return head, anim, report
 
 

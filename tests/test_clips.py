@@ -105,8 +105,9 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     room for codec and thread differences: the blink, read from the pixels, peaks at frame 12 (measured 0.82 and
     0.81; asserted > 0.6: without the pixel read it stays at 0, dlib's lid points do not close) and stays open
     after it (measured means 0.071 and 0.045; asserted < 0.15: an eye read shut while open fails it, as does a
-    resting level left in, 0.2 here); the jaw follows its curve (correlation 0.99, asserted > 0.9; its height is
-    under-read, dlib's inner lips close early); the head turn within 6 degrees (measured 2.4); nothing is lost."""
+    resting level left in, 0.2 here); the jaw follows its curve (correlation 0.99, asserted > 0.9) and, read from
+    the pixels, peaks at 0.56 for 0.7 (asserted > 0.5: from the landmarks alone it stops at 0.42, dlib's inner lips
+    close early); the head turn within 6 degrees (measured 2.4); nothing is lost."""
     from backend.animation import head_angles, read_track
     from backend.face_result import read_result
 
@@ -125,7 +126,7 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     assert list(anim.expression_names) == list(head.expression_names)
     names = list(anim.expression_names)
     jaw = names.index("jawOpen")
-    assert np.corrcoef(anim.weights[:, jaw], truth["weights"][:, jaw])[0, 1] > 0.9
+    assert np.corrcoef(anim.weights[:, jaw], truth["weights"][:, jaw])[0, 1] > 0.9 and anim.weights[:, jaw].max() > 0.5
     for blink in ("eyeBlinkLeft", "eyeBlinkRight"):
         w = anim.weights[:, names.index(blink)]
         assert w[10:15].max() > 0.6 and 10 <= np.argmax(w) <= 14, (blink, w[:20])

@@ -1,5 +1,5 @@
-"""Eye closure read from pixels (backend/blinks.py): the geometry helpers, and a wink rendered by the project's
-head renderer read back eye by eye."""
+"""Blinks and the jaw read from pixels (backend/pixel_reading.py): the geometry helpers, and frames rendered by the
+project's head renderer (a wink, an open mouth) read back."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import torch
 
-from backend.blinks import CANDIDATES, BlinkReader, best_candidate, from_rest, similarity
+from backend.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest, similarity
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
@@ -39,23 +39,28 @@ def test_readings_are_measured_from_the_resting_eye():
 
 @pytest.fixture(scope="module")
 def wink(real_model_path):
-    """Three frames of the project's head render: eyes open, the subject's left eye shut, both shut."""
+    """Four frames of the project's head render: eyes open, the subject's left eye shut, both shut; the jaw open
+    at 0.6 with the eyes open."""
     from backend.albedo_model import AlbedoModel
     from backend.model_file import read_model
     from training.clip_eval import render_clip
 
     data = read_model(real_model_path)
     names = [str(n) for n in data.expression_names]
-    weights = np.zeros((3, len(names)), np.float32)
-    weights[1:, names.index("eyeBlinkLeft")] = 1
+    weights = np.zeros((4, len(names)), np.float32)
+    weights[1:3, names.index("eyeBlinkLeft")] = 1
     weights[2, names.index("eyeBlinkRight")] = 1
-    truth = {"times": np.arange(3) / 25, "weights": weights, "yaw": np.radians([0, 10, -10]), "pitch": np.zeros(3)}
+    weights[3, names.index("jawOpen")] = 0.6
+    truth = {"times": np.arange(4) / 25, "weights": weights, "yaw": np.radians([0, 10, -10, 15]),
+             "pitch": np.zeros(4)}
     return data, render_clip(data, AlbedoModel.load(), truth)
 
 
-def test_a_wink_is_read_eye_by_eye(wink, real_model_path):
+def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     """The head is reconstructed from the open frame; the other frames are read with that head's fit to them
-    (landmarks only, as a clip's frames are). The subject's left eye is on the image's right."""
+    (landmarks only, as a clip's frames are). The subject's left eye is on the image's right. The jaw: a shut
+    mouth is not read (no opening to take the inside's colour from), an open one is (0.40 here for 0.6: one photo's
+    identity; on the test clip's 8 keyframes the pixels lift the jaw's peak from 0.42 to 0.56, test_clips.py)."""
     from backend.fitting import FitConfig, fit
     from backend.landmarks import detect_faces
     from backend.pipeline import ReconstructOptions, Reconstructor
@@ -65,23 +70,25 @@ def test_a_wink_is_read_eye_by_eye(wink, real_model_path):
                                            device="cpu"))
     faces = [detect_faces(rec.provider, f, "wink", False)[0] for f in frames]
     head = rec.reconstruct_faces([frames[0]], [faces[0]], ["wink"], [0], False, expression_l1=0.03)[0]
-    reader = BlinkReader(head, frames[0], data.landmarks_ibug68)
-    identity = torch.from_numpy(head.identity)[None].expand(3, -1)
+    reader = PixelReader(head, frames[0], data.landmarks_ibug68)
+    identity = torch.from_numpy(head.identity)[None].expand(4, -1)
     fitted = fit(rec.model, list(frames), [f.landmarks for f in faces],
                  FitConfig(steps=60, rigid_steps=30, w_photo=0.0, w_expression_l1=0.03), identity,
                  fixed_identity=True)
     read = [reader.read(frames[i], faces[i].landmarks, fitted.expression[i].numpy(), fitted.rotation[i].numpy(),
-                        fitted.translation[i].numpy()) for i in range(3)]
+                        fitted.translation[i].numpy()) for i in range(4)]
     assert read[0]["eyeBlinkLeft"] < 0.2 and read[0]["eyeBlinkRight"] < 0.2, read[0]
     assert read[1]["eyeBlinkLeft"] > 0.7 and read[1]["eyeBlinkRight"] < 0.2, read[1]
     assert read[2]["eyeBlinkLeft"] > 0.7 and read[2]["eyeBlinkRight"] > 0.7, read[2]
+    assert read[0]["jawOpen"] is None and read[3]["eyeBlinkLeft"] < 0.2 and read[3]["jawOpen"] > 0.3
 
 
-def test_an_eye_outside_the_photo_is_not_read(wink, real_model_path):
-    from backend.blinks import eye_window
+def test_a_window_outside_the_photo_is_not_read():
+    from backend.pixel_reading import feature_window
 
     landmarks = np.zeros((68, 2))
-    landmarks[36:48] = [[-5.0, 50.0]] * 12
-    landmarks[[36, 39, 42, 45]] = [[-5, 50], [15, 50], [40, 50], [60, 50]]
-    assert eye_window(landmarks, "right", (100, 100), landmarks[[36, 39]]) is None  # leaves the photo on the left
-    assert eye_window(landmarks, "left", (100, 100), landmarks[[42, 45]]) is not None
+    landmarks[[36, 39, 42, 45, 48, 54]] = [[-5, 50], [15, 50], [40, 50], [60, 50], [30, 90], [50, 90]]
+    # the right eye leaves the photo on the left; the mouth's window (below its corners) at the bottom
+    assert feature_window(landmarks, "right eye", (100, 100), landmarks[[36, 39]]) is None
+    assert feature_window(landmarks, "left eye", (100, 100), landmarks[[42, 45]]) is not None
+    assert feature_window(landmarks, "mouth", (100, 100), landmarks[[48, 54]]) is None
