@@ -111,9 +111,16 @@ def _faces(frames: list[TrackedFrame], provider: str) -> list[Face]:
 
 
 def _keyframe_images(clip, options: AnimateOptions, wanted: set[int]) -> dict[int, np.ndarray]:
-    """A second pass over the clip for the few frames whose pixels are needed (identity and texture)."""
+    """A second pass over the clip, up to the last of the few frames whose pixels are needed (identity and
+    texture)."""
     _, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
-    return {f.index: f.image for f in frames if f.index in wanted}
+    out = {}
+    for f in frames:
+        if f.index in wanted:
+            out[f.index] = f.image
+        if len(out) == len(wanted):
+            break
+    return out
 
 
 def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),

@@ -29,6 +29,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from .align import similarity
 from .camera import project
 from .face_result import FaceResult
 from .model_file import fan_triangulate
@@ -84,14 +85,6 @@ class Window:
     scale: float
     size: tuple[int, int]
     warp: np.ndarray
-
-
-def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
-    """[2, 3] the similarity (scale, rotation, shift) that maps the two points src [2, 2] onto dst [2, 2]."""
-    a, b = src[1] - src[0], dst[1] - dst[0]
-    z = complex(*b) / complex(*a)
-    m = np.array([[z.real, -z.imag], [z.imag, z.real]])
-    return np.concatenate([m, (dst[0] - m @ src[0])[:, None]], 1)
 
 
 class Rig:

@@ -7,12 +7,14 @@ import numpy as np
 import pytest
 import torch
 
-from backend.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest, similarity
+from backend.align import similarity
+from backend.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
 
 def test_similarity_maps_two_points():
+    """The readers warp a render's two anchors (eye or mouth corners) onto the detected ones: exactly."""
     src = np.array([[10.0, 20.0], [30.0, 20.0]])
     dst = np.array([[5.0, 5.0], [5.0, 45.0]])  # turned 90 degrees, twice as long
     warp = similarity(src, dst)

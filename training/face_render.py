@@ -1,6 +1,6 @@
 """Render the face (the model's front-face subset) with an albedo map and SH light: the synthetic data's images
 and the photometric loss's prediction, through backend.render (differentiable, CPU and CUDA). HeadRenderer draws
-the whole head instead (eyeballs, lashes, teeth, mouth), for test footage that a landmark detector reads as a face.
+the whole head instead (eyeballs, a lash line, teeth, mouth), for test footage that a landmark detector reads as a face.
 
 Images are [B, 3, S, S] linear RGB; cameras are the network's crop cameras (principal point at the crop centre).
 """
