@@ -1,10 +1,10 @@
-"""FaceResult -> Blender data. Reading and checking the file is backend/face_result.py's job (numpy only); this
+"""FaceResult -> Blender data. Reading and checking the file is backend/io/face_result.py's job (numpy only); this
 module builds: a mesh with the model's quads and UVs, materials (the face texture packed into the .blend; plain
 colours for eyes, teeth, mouth; the see-through eye helper layers left out), 53 ARKit-named shape keys with the
 photo's weights (Basis = the person's neutral face), the head pose on the object transform and, optionally, a camera
 matched to the photo with the photo as its background.
 
-Frames: mlaface's model and camera spaces are y-up (backend/camera.py); Blender is z-up. Blender world = camera
+Frames: mlaface's model and camera spaces are y-up (backend/render/camera.py); Blender is z-up. Blender world = camera
 space turned +90 degrees about x, so the matched camera sits at the origin looking along +y, and a head's mesh is
 stored upright (z up, face towards -y, Blender's front view).
 """
@@ -195,7 +195,7 @@ def scene_frames(times: np.ndarray, fps: float, start: int = 1) -> tuple[np.ndar
 
 
 def import_animation(result, track, name: str) -> object:
-    """The clip's head (FaceResult) with the track (backend/animation.py) as keyframes: every shape key's value
+    """The clip's head (FaceResult) with the track (backend/io/animation.py) as keyframes: every shape key's value
     and the object's location and rotation at the clip's frames, the scene's frame rate and range set to the
     clip's, and a camera matched to it with the clip as its background. All or nothing, as import_results."""
     scene = bpy.context.scene

@@ -16,8 +16,8 @@ import bpy
 from bpy.props import BoolProperty, CollectionProperty, FloatProperty, IntProperty, StringProperty
 
 from . import session
-from .backend.animation import read_track
-from .backend.face_result import read_result
+from .backend.io.animation import read_track
+from .backend.io.face_result import read_result
 from .importer import import_animation, import_results
 from .preferences import preferences
 from .worker_client import WorkerError

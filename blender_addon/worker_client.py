@@ -1,6 +1,6 @@
-"""The add-on's side of the worker: starts `python -m backend.cli worker` in the interpreter the user chose (one
+"""The add-on's side of the worker: starts `python -m backend worker` in the interpreter the user chose (one
 with torch and mlaface's dependencies), with the backend bundled in this extension first on its path, and
-exchanges protocol lines (backend/worker_protocol.py) with it. No bpy: tested with plain pytest as well.
+exchanges protocol lines (backend/io/worker_protocol.py) with it. No bpy: tested with plain pytest as well.
 """
 
 from __future__ import annotations
@@ -37,7 +37,7 @@ class WorkerClient:
         env = {**os.environ, **self.env}
         env["PYTHONPATH"] = os.pathsep.join(p for p in (self.backend_root, env.get("PYTHONPATH", "")) if p)
         try:
-            self.proc = subprocess.Popen([self.python, "-m", "backend.cli", "worker", *self.args],
+            self.proc = subprocess.Popen([self.python, "-m", "backend", "worker", *self.args],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
                                          text=True, bufsize=1, env=env)
         except OSError as e:

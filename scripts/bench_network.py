@@ -11,7 +11,7 @@ import time
 
 import torch
 
-from backend.network import complexity, create_network
+from backend.network.mlanet import complexity, create_network
 
 
 def cpu_ms(net, repeats: int = 10) -> float:

@@ -14,11 +14,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.align import align_face
-from backend.batch import FORMATS, write_outputs
-from backend.image_io import find_photos
-from backend.network import create_network
-from backend.pipeline import ReconstructOptions, Reconstructor
+from backend.detect.align import align_face
+from backend.reconstruct.batch import FORMATS, write_outputs
+from backend.io.images import find_photos
+from backend.network.mlanet import create_network
+from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
 
 def main() -> None:

@@ -12,11 +12,11 @@ import time
 
 import torch
 
-from backend.camera import focal_from_fov, project
-from backend.face_model import FaceModel
-from backend.render import interpolate, rasterize
-from backend.render_pytorch3d import pytorch3d_available
-from backend.shading import ambient_sh, shade, vertex_normals
+from backend.render.camera import focal_from_fov, project
+from backend.model.face_model import FaceModel
+from backend.render.raster import interpolate, rasterize
+from backend.render.raster_pytorch3d import pytorch3d_available
+from backend.render.shading import ambient_sh, shade, vertex_normals
 
 
 def scene(model: FaceModel, batch: int, size: int, device: str):

@@ -59,7 +59,7 @@ def main() -> None:
 
     # building the Blender data alone, from the FaceResult the worker wrote
     importer = sys.modules[f"{ADDON}.importer"]
-    face_result = sys.modules[f"{ADDON}.backend.face_result"]
+    face_result = sys.modules[f"{ADDON}.backend.io.face_result"]
     npz = next(Path(tempfile.gettempdir()).glob(f"mlaface-*/{photo.stem}.npz"))
     start = time.perf_counter()
     importer.import_results([face_result.read_result(npz)], ["timing"], "timing", with_camera=False, grid=True)
@@ -123,7 +123,7 @@ def sheet_row(picture: Image.Image, render: Image.Image) -> Image.Image:
 def render_clip(clip: Path, frames: list[int], output: Path) -> None:
     """Animate the clip with the add-on's operator; one sheet row per scene frame."""
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-    from backend.video import open_clip
+    from backend.clip.video import open_clip
 
     start = time.perf_counter()
     bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.5)

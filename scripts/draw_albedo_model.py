@@ -13,9 +13,9 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from backend.albedo_model import AlbedoModel
-from backend.face_model import FaceModel
-from backend.texture import linear_to_srgb
+from backend.model.albedo_model import AlbedoModel
+from backend.model.face_model import FaceModel
+from backend.reconstruct.texture import linear_to_srgb
 from training.face_render import render_albedo_faces
 
 

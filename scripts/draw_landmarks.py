@@ -11,9 +11,9 @@ import argparse
 import numpy as np
 from PIL import Image, ImageDraw
 
-from backend.align import align_face
-from backend.image_io import find_photos, load_image
-from backend.landmarks import detect_faces, get_provider
+from backend.detect.align import align_face
+from backend.io.images import find_photos, load_image
+from backend.detect.landmarks import detect_faces, get_provider
 
 TILE = 360
 

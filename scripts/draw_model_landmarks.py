@@ -11,8 +11,8 @@ import argparse
 import numpy as np
 from PIL import Image, ImageDraw
 
-from backend.model_file import read_model
-from backend.model_store import resolve_model_path
+from backend.io.model_file import read_model
+from backend.model.store import resolve_model_path
 
 SIZE = 700
 

@@ -14,8 +14,8 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
-from backend.albedo_model import AlbedoModel
-from backend.face_model import FaceModel
+from backend.model.albedo_model import AlbedoModel
+from backend.model.face_model import FaceModel
 from training.aflw_crops import load_crops
 from training.real_data import RealFaces
 from training.synthetic import SyntheticFaces

@@ -12,12 +12,12 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.camera import focal_from_fov, project
-from backend.face_model import FaceModel
-from backend.model_file import read_model
-from backend.model_store import resolve_model_path
-from backend.render import interpolate, rasterize
-from backend.shading import ambient_sh, shade, vertex_normals
+from backend.render.camera import focal_from_fov, project
+from backend.model.face_model import FaceModel
+from backend.io.model_file import read_model
+from backend.model.store import resolve_model_path
+from backend.render.raster import interpolate, rasterize
+from backend.render.shading import ambient_sh, shade, vertex_normals
 
 PART_COLOURS = {"skin": (0.72, 0.55, 0.46), "mouth": (0.55, 0.2, 0.2), "teeth": (0.9, 0.88, 0.8),
                 "eye": (0.85, 0.85, 0.85), "eyelashes": (0.1, 0.08, 0.07)}

@@ -12,8 +12,8 @@ import sys
 import time
 from pathlib import Path
 
-from backend.face_model import FaceModel
-from backend.network import complexity, load_network
+from backend.model.face_model import FaceModel
+from backend.network.mlanet import complexity, load_network
 from training.config import load_config
 from training.evaluate import evaluate
 from training.train import Trainer

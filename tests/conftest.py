@@ -28,14 +28,14 @@ def real_model_path(tmp_path_factory) -> Path:
     """The ICT-FaceKit model from ../shared/data converted once for the whole test session."""
     if not FACEKIT_ARCHIVE.is_file():
         pytest.skip(f"{FACEKIT_ARCHIVE} is absent (the shared data folder is not beside the repo)")
-    from backend.model_store import install_model
+    from backend.model.store import install_model
 
     return install_model(FACEKIT_ARCHIVE, tmp_path_factory.mktemp("model") / "ict-facekit.npz")
 
 
 @pytest.fixture(scope="session")
 def real_model_data(real_model_path):
-    from backend.model_file import read_model
+    from backend.io.model_file import read_model
 
     return read_model(real_model_path)
 

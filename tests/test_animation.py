@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backend.animation import (
+from backend.io.animation import (
     LIVE_LINK_ROTATIONS,
     LIVE_LINK_SHAPES,
     AnimationTrack,
@@ -16,8 +16,8 @@ from backend.animation import (
     write_live_link_csv,
     write_track,
 )
-from backend.errors import MlafaceError
-from backend.export import rotation_to_quaternion
+from backend.io.errors import MlafaceError
+from backend.io.export import rotation_to_quaternion
 
 NAMES = np.array(["eyeBlinkLeft", "browInnerUpLeft", "browInnerUpRight", "jawOpen"])
 

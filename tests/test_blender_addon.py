@@ -122,8 +122,8 @@ def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     import math
     import struct
 
-    from backend.albedo_model import AlbedoModel
-    from backend.model_file import read_model
+    from backend.model.albedo_model import AlbedoModel
+    from backend.io.model_file import read_model
     from training.clip_eval import render_clip, truth_curves, write_video
 
     data = read_model(real_model_path)
@@ -171,8 +171,8 @@ def test_a_variable_frame_rate_clip_keys_its_real_times(addon, real_model_path, 
     import av
     import numpy as np
 
-    from backend.albedo_model import AlbedoModel
-    from backend.model_file import read_model
+    from backend.model.albedo_model import AlbedoModel
+    from backend.io.model_file import read_model
     from training.clip_eval import render_clip, truth_curves
 
     stamps = [0, 40, 80, 90, 200, 240, 400]  # milliseconds

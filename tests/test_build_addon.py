@@ -14,7 +14,7 @@ def test_zip_layout(tmp_path):
     assert out.name == f"mlaface-{backend.__version__}.zip"
     names = zipfile.ZipFile(out).namelist()
     assert "blender_manifest.toml" in names and "__init__.py" in names
-    assert "backend/face_model.py" in names and "backend/cli.py" in names
+    assert "backend/model/face_model.py" in names and "backend/serve/cli.py" in names
     assert not any("__pycache__" in n or n.endswith(".pyc") for n in names)
     assert not any(p.name.endswith(".partial") for p in tmp_path.iterdir())
 

@@ -13,8 +13,8 @@ import pytest
 from conftest import REPO
 from PIL import Image
 
-from backend.errors import MlafaceError
-from backend.video import numbered_frames, open_clip
+from backend.io.errors import MlafaceError
+from backend.clip.video import numbered_frames, open_clip
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
@@ -23,8 +23,8 @@ pytest.importorskip("dlib", reason="the dlib extra is not installed")
 @pytest.fixture(scope="module")
 def rendered(real_model_path, tmp_path_factory):
     """The evaluation clip of training/clip_eval.py (2 s, 25 fps) and its truth."""
-    from backend.albedo_model import AlbedoModel
-    from backend.model_file import read_model
+    from backend.model.albedo_model import AlbedoModel
+    from backend.io.model_file import read_model
     from training.clip_eval import render_clip, truth_curves, write_video
 
     data = read_model(real_model_path)
@@ -89,8 +89,8 @@ def test_numbered_frames_and_bad_clips(tmp_path):
 
 
 def test_no_face_in_any_frame(tmp_path):
-    from backend.landmarks import get_provider
-    from backend.tracking import track
+    from backend.detect.landmarks import get_provider
+    from backend.clip.tracking import track
 
     folder = tmp_path / "blank"
     folder.mkdir()
@@ -108,12 +108,12 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     resting level left in, 0.2 here); the jaw follows its curve (correlation 0.99, asserted > 0.9) and, read from
     the pixels, peaks at 0.56 for 0.7 (asserted > 0.5: from the landmarks alone it stops at 0.42, dlib's inner lips
     close early); the head turn within 6 degrees (measured 2.4); nothing is lost."""
-    from backend.animation import head_angles, read_track
-    from backend.face_result import read_result
+    from backend.io.animation import head_angles, read_track
+    from backend.io.face_result import read_result
 
     path, _, truth = rendered
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(path), "-o", str(out), "--model",
+    r = subprocess.run([sys.executable, "-m", "backend", "animate", str(path), "-o", str(out), "--model",
                         str(real_model_path), "--device", "cpu"], cwd=REPO, capture_output=True, text=True,
                        timeout=600)
     assert r.returncode == 0, r.stderr
@@ -134,7 +134,7 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     yaw_error = np.degrees(np.abs(head_angles(anim.rotation)[:, 0] - truth["yaw"])).mean()
     assert yaw_error < 6, yaw_error
     # bad input leaves nothing behind
-    bad = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(tmp_path / "none.mp4"), "-o",
+    bad = subprocess.run([sys.executable, "-m", "backend", "animate", str(tmp_path / "none.mp4"), "-o",
                           str(tmp_path / "bad"), "--model", str(real_model_path)], cwd=REPO, capture_output=True,
                          text=True, timeout=120)
     assert bad.returncode == 1 and "clip not found" in bad.stderr and not (tmp_path / "bad").exists()
@@ -166,7 +166,7 @@ def test_worker_animate_request(rendered, real_model_path, tmp_path):
 
 
 def test_smoothing_keeps_fast_motion_and_removes_jitter():
-    from backend.animate import smooth_signal
+    from backend.clip.animate import smooth_signal
 
     t = np.arange(100) / 25.0
     blink = np.clip(1 - np.abs(np.arange(100) - 50) / 3.0, 0, 1)  # 5 frames down and up
@@ -179,7 +179,7 @@ def test_smoothing_keeps_fast_motion_and_removes_jitter():
 
 
 def test_a_face_lost_mid_clip_is_bridged_and_reported(rendered, real_model_path, tmp_path):
-    from backend.animation import read_track
+    from backend.io.animation import read_track
 
     _, frames, _ = rendered
     folder = tmp_path / "frames"
@@ -188,7 +188,7 @@ def test_a_face_lost_mid_clip_is_bridged_and_reported(rendered, real_model_path,
         image = np.full_like(frame, 90) if 12 <= i < 20 else frame  # the face leaves for 8 frames
         Image.fromarray(image).save(folder / f"f{i:03d}.png")
     out = tmp_path / "out"
-    r = subprocess.run([sys.executable, "-m", "backend.cli", "animate", str(folder), "-o", str(out), "--fps", "25",
+    r = subprocess.run([sys.executable, "-m", "backend", "animate", str(folder), "-o", str(out), "--fps", "25",
                         "--model", str(real_model_path), "--device", "cpu"], cwd=REPO, capture_output=True,
                        text=True, timeout=600)
     assert r.returncode == 0, r.stderr

@@ -11,9 +11,9 @@ import pytest
 import torch
 from conftest import FACEKIT_ARCHIVE
 
-from backend.errors import MlafaceError
-from backend.face_model import FaceModel
-from backend.model_store import ICT_FACEKIT_DIGEST
+from backend.io.errors import MlafaceError
+from backend.model.face_model import FaceModel
+from backend.model.store import ICT_FACEKIT_DIGEST
 
 
 def test_info_of_installed_model(real_model_path):
@@ -46,7 +46,7 @@ def test_counts_and_names(real_model_data):
 
 
 def test_eyeballs_split_into_iris_pupil_and_cornea(real_model_data):
-    """ICT ships no eye textures; the conversion splits each eyeball by geometry (backend/facekit.py)."""
+    """ICT ships no eye textures; the conversion splits each eyeball by geometry (backend/model/facekit.py)."""
     d = real_model_data
     names = [str(n) for n in d.material_names]
     starts = np.concatenate([[0], np.cumsum(d.polygon_sizes)[:-1]])

@@ -11,10 +11,10 @@ import numpy as np
 import pytest
 from conftest import GRID, TINY_EXPRESSIONS, make_tiny_facekit, tiny_neutral
 
-from backend.errors import MlafaceError
-from backend.facekit import arkit_name, convert
-from backend.model_file import FORMAT_VERSION, read_model, write_model
-from backend.obj import read_obj
+from backend.io.errors import MlafaceError
+from backend.model.facekit import arkit_name, convert
+from backend.io.model_file import FORMAT_VERSION, read_model, write_model
+from backend.io.obj import read_obj
 
 
 def test_arkit_names():

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from backend.errors import MlafaceError
-from backend.image_io import downscaled, find_photos, load_image
+from backend.io.errors import MlafaceError
+from backend.io.images import downscaled, find_photos, load_image
 
 
 @pytest.fixture

@@ -7,9 +7,9 @@ import re
 import pytest
 import torch
 
-from backend.errors import MlafaceError
-from backend.model_store import PACKAGED_WEIGHTS, find_network_weights
-from backend.network import (
+from backend.io.errors import MlafaceError
+from backend.model.store import PACKAGED_WEIGHTS, find_network_weights
+from backend.network.mlanet import (
     VARIANTS,
     complexity,
     create_network,
@@ -180,12 +180,12 @@ def test_finding_weights(tmp_path, monkeypatch):
 
 def test_zero_prediction_frames_the_mean_face_like_the_aligned_crop(real_model_data):
     """The network's starting point (zero parameter vector) projects the mean face's landmarks onto the
-    canonical crop template (backend.align) within a few pixels of 224: heads start from a sensible face."""
+    canonical crop template (backend.detect.align) within a few pixels of 224: heads start from a sensible face."""
     import numpy as np
 
-    from backend.align import TEMPLATE_68
-    from backend.camera import project
-    from backend.face_model import FaceModel
+    from backend.detect.align import TEMPLATE_68
+    from backend.render.camera import project
+    from backend.model.face_model import FaceModel
 
     cfg = VARIANTS["mlanet_r50"]
     p = decode_params(torch.zeros(1, sum(param_layout(cfg).values())), cfg)

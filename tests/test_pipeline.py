@@ -14,13 +14,13 @@ import torch
 from conftest import SHARED_DATA
 from PIL import Image
 
-from backend.batch import prepare_output, reconstruct_batch, write_outputs
-from backend.errors import MlafaceError
-from backend.export import EXPORT_PARTS, write_glb, write_obj
-from backend.face_result import FORMAT_VERSION, read_result, write_result
-from backend.fitting import FitConfig, fit
-from backend.obj import read_obj
-from backend.pipeline import ReconstructOptions, Reconstructor
+from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
+from backend.io.errors import MlafaceError
+from backend.io.export import EXPORT_PARTS, write_glb, write_obj
+from backend.io.face_result import FORMAT_VERSION, read_result, write_result
+from backend.reconstruct.fitting import FitConfig, fit
+from backend.io.obj import read_obj
+from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"
@@ -200,7 +200,7 @@ def test_no_face_and_disk_full_leave_nothing_half_written(rec, takeo, tmp_path, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("backend.export._png_bytes", disk_full)  # the glb's embedded texture fails
+    monkeypatch.setattr("backend.io.export._png_bytes", disk_full)  # the glb's embedded texture fails
     with pytest.raises(MlafaceError, match="could not write the outputs of t"):
         write_outputs(takeo, out, "t", ["npz", "glb"])
     assert list(out.iterdir()) == []  # the npz written before the failure is removed too
@@ -219,7 +219,7 @@ def test_interrupted_write_leaves_no_partial_file(takeo, tmp_path, monkeypatch):
 def test_device_errors():
     if torch.cuda.is_available():
         pytest.skip("a CUDA device is present")
-    from backend.pipeline import pick_device
+    from backend.reconstruct.pipeline import pick_device
 
     with pytest.raises(MlafaceError, match="no CUDA device"):
         pick_device("cuda")
@@ -228,7 +228,7 @@ def test_device_errors():
 
 
 def test_animated_glb(takeo, tmp_path):
-    from backend.animation import AnimationTrack
+    from backend.io.animation import AnimationTrack
 
     n, E = 4, len(takeo.expression_names)
     weights = np.zeros((n, E), np.float32)

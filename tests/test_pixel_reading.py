@@ -1,4 +1,4 @@
-"""Blinks and the jaw read from pixels (backend/pixel_reading.py): the geometry helpers, and frames rendered by the
+"""Blinks and the jaw read from pixels (backend/clip/pixel_reading.py): the geometry helpers, and frames rendered by the
 project's head renderer (a wink, an open mouth) read back."""
 
 from __future__ import annotations
@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.align import similarity
-from backend.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest
+from backend.detect.align import similarity
+from backend.clip.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
@@ -43,8 +43,8 @@ def test_readings_are_measured_from_the_resting_eye():
 def wink(real_model_path):
     """Four frames of the project's head render: eyes open, the subject's left eye shut, both shut; the jaw open
     at 0.6 with the eyes open."""
-    from backend.albedo_model import AlbedoModel
-    from backend.model_file import read_model
+    from backend.model.albedo_model import AlbedoModel
+    from backend.io.model_file import read_model
     from training.clip_eval import render_clip
 
     data = read_model(real_model_path)
@@ -63,9 +63,9 @@ def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     (landmarks only, as a clip's frames are). The subject's left eye is on the image's right. The jaw: a shut
     mouth is not read (no opening to take the inside's colour from), an open one is (0.40 here for 0.6: one photo's
     identity; on the test clip's 8 keyframes the pixels lift the jaw's peak from 0.42 to 0.56, test_clips.py)."""
-    from backend.fitting import FitConfig, fit
-    from backend.landmarks import detect_faces
-    from backend.pipeline import ReconstructOptions, Reconstructor
+    from backend.reconstruct.fitting import FitConfig, fit
+    from backend.detect.landmarks import detect_faces
+    from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     data, frames = wink
     rec = Reconstructor(ReconstructOptions(model=str(real_model_path), fit_steps=60, texture_size=256,
@@ -86,7 +86,7 @@ def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
 
 
 def test_a_window_outside_the_photo_is_not_read():
-    from backend.pixel_reading import feature_window
+    from backend.clip.pixel_reading import feature_window
 
     landmarks = np.zeros((68, 2))
     landmarks[[36, 39, 42, 45, 48, 54]] = [[-5, 50], [15, 50], [40, 50], [60, 50], [30, 90], [50, 90]]

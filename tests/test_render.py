@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 import torch
 
-from backend.camera import focal_from_fov, fov_from_focal, project, unproject
-from backend.errors import MlafaceError
-from backend.render import interpolate, pixel_mask, rasterize, texture
-from backend.shading import ambient_sh, irradiance, sh_basis, shade, vertex_normals
+from backend.render.camera import focal_from_fov, fov_from_focal, project, unproject
+from backend.io.errors import MlafaceError
+from backend.render.raster import interpolate, pixel_mask, rasterize, texture
+from backend.render.shading import ambient_sh, irradiance, sh_basis, shade, vertex_normals
 
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])
 
@@ -216,7 +216,7 @@ def test_vertex_normals_of_cube_point_outwards():
 def test_real_head_render(real_model_data):
     """The ICT face region rendered frontally at 224 x 224: it fills a plausible part of the picture, is
     left-right symmetric, the skin mask is inside the render mask, and the nose tip is the nearest landmark."""
-    from backend.face_model import FaceModel
+    from backend.model.face_model import FaceModel
 
     model = FaceModel.from_data(real_model_data).face_subset()
     verts = model.vertices(torch.zeros(1, 100), torch.zeros(1, 53))
@@ -236,8 +236,8 @@ def test_real_head_render(real_model_data):
 
 def test_crop_camera_sees_what_the_photo_camera_sees():
     """A point projected by the photo camera, mapped into a crop, equals its projection by the crop camera."""
-    from backend.align import crop_from_box
-    from backend.camera import crop_camera
+    from backend.detect.align import crop_from_box
+    from backend.render.camera import crop_camera
 
     photo = np.zeros((480, 640, 3), np.uint8)
     crop = crop_from_box(photo, (300.0, 100.0, 420.0, 260.0), size=128, scale=1.7)

@@ -6,10 +6,10 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.camera import focal_from_fov, project
-from backend.face_model import FaceModel
-from backend.render import interpolate, rasterize
-from backend.shading import ambient_sh, shade, vertex_normals
+from backend.render.camera import focal_from_fov, project
+from backend.model.face_model import FaceModel
+from backend.render.raster import interpolate, rasterize
+from backend.render.shading import ambient_sh, shade, vertex_normals
 
 pytest.importorskip("pytorch3d.renderer", reason="pytorch3d is not installed (optional renderer backend)")
 DEVICES = ["cpu"] + (["cuda"] if torch.cuda.is_available() else [])

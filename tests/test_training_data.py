@@ -9,8 +9,8 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from backend.albedo_model import AlbedoModel
-from backend.errors import MlafaceError
+from backend.model.albedo_model import AlbedoModel
+from backend.io.errors import MlafaceError
 from training.aflw_crops import AFLW21_FLIP
 from training.config import load_config
 from training.losses import LossWeights, landmark_loss, total
@@ -35,7 +35,7 @@ def test_em_pca_fills_missing_values():
 
 @pytest.fixture(scope="module")
 def face(real_model_path):
-    from backend.face_model import FaceModel
+    from backend.model.face_model import FaceModel
 
     return FaceModel.load(real_model_path).face_subset()
 

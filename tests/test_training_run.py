@@ -15,7 +15,7 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA
 
-from backend.network import load_network
+from backend.network.mlanet import load_network
 
 CROPS = SHARED_DATA / "aflw-crops"
 AFLW2000 = SHARED_DATA / "aflw2000-3d-dev"
@@ -108,7 +108,7 @@ def test_evaluate_aflw2000_cli(smoke_run, real_model_path, tmp_path):
         shutil.copy(mat, data)
         shutil.copy(mat.with_suffix(".jpg"), data)
     out = tmp_path / "eval"
-    cmd = [sys.executable, "-m", "backend.cli", "evaluate", "aflw2000", str(data), "--weights",
+    cmd = [sys.executable, "-m", "backend", "evaluate", "aflw2000", str(data), "--weights",
            str(smoke_run[0] / "best.pt"), "--model", str(real_model_path), "-o", str(out), "--device", "cpu"]
     r = run(cmd)
     assert r.returncode == 0, r.stderr

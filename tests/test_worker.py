@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 from conftest import SHARED_DATA
 
-from backend.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
+from backend.io.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"

@@ -3,7 +3,7 @@
 NME of one face = mean point-to-point distance / sqrt(w * h) of the bounding box of the ground-truth 68 points
 (`pt3d_68` rows x and y, image pixels). Faces are grouped by |yaw| in [0, 30], (30, 60], (60, 90] degrees (yaw from
 `Pose_Para`); the reported figure is the mean of the three group means ("balanced"). The input crop is taken from
-the ground-truth 68-point box (3DDFA_V2 style): see backend.align.crop_from_box with scale sqrt(2).
+the ground-truth 68-point box (3DDFA_V2 style): see backend.detect.align.crop_from_box with scale sqrt(2).
 """
 
 from __future__ import annotations
@@ -13,7 +13,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.errors import MlafaceError
+from backend.io.errors import MlafaceError
 
 YAW_BINS = ((0.0, 30.0), (30.0, 60.0), (60.0, 90.0))
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from backend.errors import MlafaceError
+from backend.io.errors import MlafaceError
 
 # index of each point's mirror partner (brows, eyes, ears, nose wings and mouth corners swap; centres stay)
 AFLW21_FLIP = np.array([5, 4, 3, 2, 1, 0, 11, 10, 9, 8, 7, 6, 16, 15, 14, 13, 12, 19, 18, 17, 20])

@@ -18,13 +18,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.albedo_model import AlbedoModel
-from backend.animation import AnimationTrack, head_angles
-from backend.face_model import FaceModel
-from backend.model_file import FaceModelData, read_model
-from backend.model_store import resolve_model_path
-from backend.shading import ambient_sh
-from backend.texture import linear_to_srgb
+from backend.model.albedo_model import AlbedoModel
+from backend.io.animation import AnimationTrack, head_angles
+from backend.model.face_model import FaceModel
+from backend.io.model_file import FaceModelData, read_model
+from backend.model.store import resolve_model_path
+from backend.render.shading import ambient_sh
+from backend.reconstruct.texture import linear_to_srgb
 
 from .face_render import HeadRenderer
 from .synthetic import euler_to_matrix
@@ -125,8 +125,8 @@ def plot_curves(anim: AnimationTrack, truth: dict, png: str | Path) -> None:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from backend.animate import AnimateOptions, animate
-    from backend.pipeline import ReconstructOptions, Reconstructor
+    from backend.clip.animate import AnimateOptions, animate
+    from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     p = argparse.ArgumentParser(prog="python -m training.clip_eval", description=__doc__.split("\n")[0])
     p.add_argument("--out", type=Path, default=Path("runs/clip"))

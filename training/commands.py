@@ -1,4 +1,4 @@
-"""The `mlaface train` and `mlaface evaluate` commands, registered with backend.cli through the entry point group
+"""The `mlaface train` and `mlaface evaluate` commands, registered with backend.serve.cli through the entry point group
 "mlaface.commands" (pyproject.toml). Only argparse here: the heavy modules load when a command runs, so other
 `mlaface` commands start no slower for them."""
 

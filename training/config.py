@@ -15,7 +15,7 @@ import tomllib
 from dataclasses import asdict, dataclass, field, fields
 from pathlib import Path
 
-from backend.errors import MlafaceError
+from backend.io.errors import MlafaceError
 
 from .losses import LossWeights
 from .real_data import AugmentConfig

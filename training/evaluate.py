@@ -21,14 +21,14 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.align import crop_from_box
-from backend.atomic import write_bytes_atomic
-from backend.camera import project
-from backend.errors import MlafaceError
-from backend.face_model import FaceModel
-from backend.image_io import load_image
-from backend.model_store import find_network_weights
-from backend.network import MLANet, load_network
+from backend.detect.align import crop_from_box
+from backend.io.atomic import write_bytes_atomic
+from backend.render.camera import project
+from backend.io.errors import MlafaceError
+from backend.model.face_model import FaceModel
+from backend.io.images import load_image
+from backend.model.store import find_network_weights
+from backend.network.mlanet import MLANet, load_network
 
 from .aflw2000 import REFERENCE_3DDFA_V2, balanced_table, load_samples, nme, nme_3d
 from .plots import ced_plot
@@ -86,7 +86,7 @@ def format_report(result: dict, label: str) -> str:
 
 
 def run(args: argparse.Namespace) -> int:
-    from backend.pipeline import pick_device
+    from backend.reconstruct.pipeline import pick_device
 
     weights = find_network_weights(args.variant, args.weights)
     if weights is None:

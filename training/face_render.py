@@ -1,5 +1,5 @@
 """Render the face (the model's front-face subset) with an albedo map and SH light: the synthetic data's images
-and the photometric loss's prediction, through backend.render (differentiable, CPU and CUDA). HeadRenderer draws
+and the photometric loss's prediction, through backend.render.raster (differentiable, CPU and CUDA). HeadRenderer draws
 the whole head instead (eyeballs, a lash line, teeth, mouth), for test footage that a landmark detector reads as a face.
 
 Images are [B, 3, S, S] linear RGB; cameras are the network's crop cameras (principal point at the crop centre).
@@ -12,12 +12,12 @@ import torch
 import torch.nn.functional as F
 from scipy.spatial import cKDTree
 
-from backend.albedo_model import AlbedoModel
-from backend.camera import project
-from backend.face_model import FaceModel
-from backend.model_file import FaceModelData
-from backend.render import interpolate, rasterize, texture
-from backend.shading import ambient_sh, shade, vertex_normals
+from backend.model.albedo_model import AlbedoModel
+from backend.render.camera import project
+from backend.model.face_model import FaceModel
+from backend.io.model_file import FaceModelData
+from backend.render.raster import interpolate, rasterize, texture
+from backend.render.shading import ambient_sh, shade, vertex_normals
 
 
 class FaceRenderer:
@@ -49,7 +49,7 @@ PART_ALBEDO = {"sclera": (0.55, 0.50, 0.45), "iris": (0.10, 0.06, 0.03), "pupil"
                "mouth": (0.22, 0.05, 0.05), "teeth": (0.60, 0.55, 0.45)}
 
 
-EYE_KINDS = ("sclera", "iris", "pupil")  # the eyeball materials M_Sclera*, M_Iris*, M_Pupil* (backend/facekit.py)
+EYE_KINDS = ("sclera", "iris", "pupil")  # the eyeball materials M_Sclera*, M_Iris*, M_Pupil* (backend/model/facekit.py)
 HIDDEN_PARTS = ("eye_helper", "eyelashes")  # ICT's lash cards, opaque, are a thick dark band
 LINER = (0.9, 0.5)  # darkening of the upper and lower lid's rim, where the lashes grow
 
@@ -130,7 +130,7 @@ def fill_holes(image: torch.Tensor, mask: torch.Tensor, colour: torch.Tensor) ->
 def render_albedo_faces(model: FaceModel, albedo: AlbedoModel, coeffs: torch.Tensor, size: int) -> torch.Tensor:
     """The mean face, frontal, lit from the upper left, with albedo coefficients [B, K] -> [B, 3, size, size]
     linear RGB on white (for pictures)."""
-    from backend.network import CROP_DEPTH, CROP_FOCAL
+    from backend.network.mlanet import CROP_DEPTH, CROP_FOCAL
 
     B = len(coeffs)
     verts = model.vertices(torch.zeros(B, model.n_identity), torch.zeros(B, model.n_expression))

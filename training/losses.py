@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.network import FaceParams
-from backend.texture import linear_to_srgb
+from backend.network.mlanet import FaceParams
+from backend.reconstruct.texture import linear_to_srgb
 
 VERTEX_UNIT = 0.1  # metres
 

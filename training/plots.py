@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from backend.atomic import atomic_path
+from backend.io.atomic import atomic_path
 
 
 def _pyplot():

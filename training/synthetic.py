@@ -5,7 +5,7 @@ together the way faces do (both eyes blink together, a smile raises the cheeks, 
 the odd one-sided shape; a head pose from frontal to full profile; SH light (ambient plus a random direction,
 slightly tinted); albedo from the albedo model; a background from the real crops (their borders) or smooth noise.
 The face is framed as the benchmark and the pipeline frame real faces: its 68-landmark box centred, a square crop
-of sqrt(2) times the box side (backend.align), with jitter. All on the device of the models, from a torch
+of sqrt(2) times the box side (backend.detect.align), with jitter. All on the device of the models, from a torch
 Generator, so a batch is a pure function of its seed.
 """
 
@@ -17,12 +17,12 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from backend.albedo_model import AlbedoModel
-from backend.camera import project
-from backend.face_model import FaceModel
-from backend.network import CROP_DEPTH, CROP_FOCAL
-from backend.shading import ambient_sh
-from backend.texture import linear_to_srgb
+from backend.model.albedo_model import AlbedoModel
+from backend.render.camera import project
+from backend.model.face_model import FaceModel
+from backend.network.mlanet import CROP_DEPTH, CROP_FOCAL
+from backend.render.shading import ambient_sh
+from backend.reconstruct.texture import linear_to_srgb
 
 from .face_render import FaceRenderer, fill_holes
 

@@ -1,11 +1,11 @@
-"""Build the albedo model (backend/albedo_model.py) from real faces: the AFLW crops.
+"""Build the albedo model (backend/model/albedo_model.py) from real faces: the AFLW crops.
 
     python -m training.texture_model ../shared/data/aflw-crops -o backend/weights/albedo_model.npz \
         [--count 2000] [--cache unwrapped.npz]
 
-1. Fit the face model to each crop's visible AFLW points (backend.fitting, landmark set "aflw21", with the
+1. Fit the face model to each crop's visible AFLW points (backend.reconstruct.fitting, landmark set "aflw21", with the
    photometric term so the SH light is estimated against a constant albedo); drop fits that stay far off.
-2. Unwrap each crop into the face tile (backend.texture.unwrap): z-buffer visibility, grazing-angle fading, SH
+2. Unwrap each crop into the face tile (backend.reconstruct.texture.unwrap): z-buffer visibility, grazing-angle fading, SH
    shading divided out (de-lighting). Each face also enters mirrored (the tile is mirror-symmetric, u <-> 1 - u)
    with its own weights, so the model is symmetric and a profile still teaches both halves.
 3. Weighted PCA that handles unseen texels (EM-PCA, Roweis 1998): fill unseen texels with the current model's
@@ -28,13 +28,13 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.albedo_model import write_albedo_model
-from backend.align import landmark_box
-from backend.face_model import FaceModel
-from backend.fitting import FitConfig, fit
-from backend.model_file import read_model
-from backend.model_store import resolve_model_path
-from backend.texture import TileMesh, unwrap
+from backend.model.albedo_model import write_albedo_model
+from backend.detect.align import landmark_box
+from backend.model.face_model import FaceModel
+from backend.reconstruct.fitting import FitConfig, fit
+from backend.io.model_file import read_model
+from backend.model.store import resolve_model_path
+from backend.reconstruct.texture import TileMesh, unwrap
 
 from .aflw_crops import load_crops
 

@@ -11,7 +11,7 @@ optimizer and the step, and `--resume` continues exactly where the run was kille
 wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 alone logs, evaluates and writes files.
 On CUDA: bf16 autocast and channels_last; `compile = true` in [run] adds torch.compile.
 
-Run folder: checkpoint.pt (resume state), best.pt and last.pt (network only: backend.network.load_network),
+Run folder: checkpoint.pt (resume state), best.pt and last.pt (network only: backend.network.mlanet.load_network),
 log.csv, tensorboard/ (when tensorboard is installed), curve.png, config.json.
 """
 
@@ -32,12 +32,12 @@ import torch
 import torch.distributed as dist
 from torch import nn
 
-from backend.albedo_model import AlbedoModel
-from backend.atomic import atomic_path
-from backend.camera import project
-from backend.errors import MlafaceError
-from backend.face_model import FaceModel
-from backend.network import FaceParams, MLANet, create_network, decode_params, save_checkpoint
+from backend.model.albedo_model import AlbedoModel
+from backend.io.atomic import atomic_path
+from backend.render.camera import project
+from backend.io.errors import MlafaceError
+from backend.model.face_model import FaceModel
+from backend.network.mlanet import FaceParams, MLANet, create_network, decode_params, save_checkpoint
 
 from . import losses
 from .aflw_crops import load_crops

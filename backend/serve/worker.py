@@ -1,4 +1,4 @@
-"""`mlaface worker`: a long-lived process for the Blender add-on, speaking backend/worker_protocol.py (JSON lines on
+"""`mlaface worker`: a long-lived process for the Blender add-on, speaking backend/io/worker_protocol.py (JSON lines on
 stdin/stdout). The face model, landmark provider and network load once, at start; requests queue and run one at
 a time on a thread, so cancel requests are read while a reconstruction runs."""
 
@@ -8,12 +8,12 @@ import queue
 import threading
 from typing import TextIO
 
-from . import __version__
-from .batch import Cancelled, parse_formats, prepare_output, reconstruct_batch
-from .errors import MlafaceError
-from .image_io import find_photos
-from .pipeline import ReconstructOptions, Reconstructor
-from .worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
+from .. import __version__
+from ..reconstruct.batch import Cancelled, parse_formats, prepare_output, reconstruct_batch
+from ..io.errors import MlafaceError
+from ..io.images import find_photos
+from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
+from ..io.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
 
 RUN_OPTIONS = {"fit_steps": int, "texture_size": int, "all_faces": bool}
 CLIP_OPTIONS = {"smooth": float, "start": int, "end": int, "step": int, "fps": float}
@@ -40,7 +40,7 @@ def serve(inp: TextIO, out: TextIO, options: ReconstructOptions) -> int:
     cancelled: set[str] = set()
 
     def run_clip(rid: str, req: dict) -> None:
-        from .animate import AnimateOptions, animate_to_folder
+        from ..clip.animate import AnimateOptions, animate_to_folder
 
         def progress(stage: str, done: int, total: int) -> None:
             if rid in cancelled:

@@ -22,7 +22,7 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 
 __all__ = ["Fragments", "rasterize", "interpolate", "texture", "pixel_mask"]
 
@@ -178,7 +178,7 @@ def rasterize(verts: torch.Tensor, faces: torch.Tensor, image_size: tuple[int, i
     if backend == "torch":
         face_id = _visible_faces(verts, faces, image_size, cull_backfaces, max_pairs)
     elif backend == "pytorch3d":
-        from .render_pytorch3d import visible_faces_pytorch3d
+        from .raster_pytorch3d import visible_faces_pytorch3d
 
         face_id = visible_faces_pytorch3d(verts, faces, image_size, cull_backfaces)
     else:

@@ -30,8 +30,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlafaceError
-from .image_io import downscaled
+from ..io.errors import MlafaceError
+from ..io.images import downscaled
 
 DETECT_MAX_SIDE = 1024
 HOG_SURE = 0.5

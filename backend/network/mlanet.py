@@ -24,9 +24,9 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .atomic import atomic_path
-from .errors import MlafaceError
-from .shading import ambient_sh
+from ..io.atomic import atomic_path
+from ..io.errors import MlafaceError
+from ..render.shading import ambient_sh
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

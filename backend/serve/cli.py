@@ -22,8 +22,8 @@ from pathlib import Path
 
 import numpy as np
 
-from . import __version__
-from .errors import MlafaceError
+from .. import __version__
+from ..io.errors import MlafaceError
 
 PLUGIN_GROUP = "mlaface.commands"
 
@@ -34,7 +34,7 @@ def _progress(done: int, total: int | None) -> None:
 
 
 def cmd_model_install(args: argparse.Namespace) -> None:
-    from .model_store import ICT_FACEKIT_DIGEST, download_model, install_model
+    from ..model.store import ICT_FACEKIT_DIGEST, download_model, install_model
 
     start = time.perf_counter()
     if args.download:
@@ -47,8 +47,8 @@ def cmd_model_install(args: argparse.Namespace) -> None:
 
 
 def cmd_model_info(args: argparse.Namespace) -> None:
-    from .model_file import FORMAT_VERSION, read_model
-    from .model_store import resolve_model_path
+    from ..io.model_file import FORMAT_VERSION, read_model
+    from ..model.store import resolve_model_path
 
     path = resolve_model_path(args.model)
     data = read_model(path)
@@ -65,8 +65,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     parts = zip(data.material_names, data.material_parts, strict=True)
     print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
-    from .model_store import find_network_weights
-    from .network import VARIANTS, describe
+    from ..model.store import find_network_weights
+    from ..network.mlanet import VARIANTS, describe
 
     print("networks (weights: --weights > $MLAFACE_WEIGHTS > shipped > cache; the first variant with weights runs):")
     used = find_network_weights(None, args.weights)
@@ -81,9 +81,9 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 def cmd_landmarks(args: argparse.Namespace) -> int:
     import json
 
-    from .atomic import write_bytes_atomic
-    from .image_io import find_photos, load_image
-    from .landmarks import detect_faces, get_provider
+    from ..io.atomic import write_bytes_atomic
+    from ..io.images import find_photos, load_image
+    from ..detect.landmarks import detect_faces, get_provider
 
     provider = get_provider(args.provider)
     photos = find_photos(args.photos)
@@ -116,9 +116,9 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from .batch import parse_formats, prepare_output, reconstruct_batch
-    from .image_io import find_photos
-    from .pipeline import ReconstructOptions, Reconstructor
+    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch
+    from ..io.images import find_photos
+    from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     formats = parse_formats(args.formats)
     if not 512 <= args.texture_size <= 2048:
@@ -160,8 +160,8 @@ def _progress_bar(done: int, total: int, name: str, start: float) -> None:
 
 
 def cmd_animate(args: argparse.Namespace) -> int:
-    from .animate import AnimateOptions, animate_to_folder
-    from .pipeline import ReconstructOptions, Reconstructor
+    from ..clip.animate import AnimateOptions, animate_to_folder
+    from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     if not 0 <= args.smooth <= 1:
         raise MlafaceError(f"--smooth must be between 0 and 1, got {args.smooth}")
@@ -194,7 +194,7 @@ def cmd_animate(args: argparse.Namespace) -> int:
 
 
 def cmd_worker(args: argparse.Namespace) -> int:
-    from .pipeline import ReconstructOptions
+    from ..reconstruct.pipeline import ReconstructOptions
     from .worker import serve
 
     return serve(sys.stdin, sys.stdout, ReconstructOptions(device=args.device, provider=args.provider,
@@ -279,7 +279,7 @@ def main(argv: list[str] | None = None) -> int:
     if getattr(args, "url", None) and not getattr(args, "download", False):
         parser.error("--url goes with --download")
     if getattr(args, "download", False) and args.url is None:
-        from .model_store import ICT_FACEKIT_URL
+        from ..model.store import ICT_FACEKIT_URL
 
         args.url = ICT_FACEKIT_URL
     try:

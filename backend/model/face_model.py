@@ -2,7 +2,7 @@
 
     verts = mean + sum_k identity[k] * identity_basis[k] + sum_e expression[e] * expression_basis[e]
 
-Units and axes are those of the model file (backend/model_file.py): metres, +x to the subject's left, +y up,
+Units and axes are those of the model file (backend/io/model_file.py): metres, +x to the subject's left, +y up,
 +z out of the face. Works in float32 or bfloat16 (`model.to(torch.bfloat16)`), on CPU or CUDA; the coefficients
 are cast to the model's dtype and must be on its device.
 """
@@ -15,8 +15,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from .errors import MlafaceError
-from .model_file import FaceModelData, read_model
+from ..io.errors import MlafaceError
+from ..io.model_file import FaceModelData, read_model
 
 LANDMARK_SETS = ("ibug68", "aflw21")
 
@@ -70,7 +70,7 @@ class FaceModel(nn.Module):
     @classmethod
     def load(cls, path: str | Path | None = None) -> FaceModel:
         """Load the face model: `path` if given, else $MLAFACE_MODEL, else the user cache."""
-        from .model_store import resolve_model_path
+        from .store import resolve_model_path
 
         return cls.from_data(read_model(resolve_model_path(path)))
 

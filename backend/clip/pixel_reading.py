@@ -29,13 +29,13 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .align import similarity
-from .camera import project
-from .face_result import FaceResult
-from .model_file import fan_triangulate
-from .render import interpolate, rasterize, texture
-from .shading import shade, vertex_normals
-from .texture import srgb_to_linear
+from ..detect.align import similarity
+from ..render.camera import project
+from ..io.face_result import FaceResult
+from ..io.model_file import fan_triangulate
+from ..render.raster import interpolate, rasterize, texture
+from ..render.shading import shade, vertex_normals
+from ..reconstruct.texture import srgb_to_linear
 
 CANDIDATES = torch.linspace(0, 1, 11)
 SHIFT = 3  # window pixels the frame may move against the render

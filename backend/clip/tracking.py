@@ -15,9 +15,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .align import landmark_box
-from .errors import MlafaceError
-from .landmarks import iou
+from ..detect.align import landmark_box
+from ..io.errors import MlafaceError
+from ..detect.landmarks import iou
 from .video import Frame
 
 MATCH_IOU = 0.3

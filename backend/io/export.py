@@ -103,7 +103,7 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
     """A .glb: one mesh, one primitive per material, 53 morph targets named in mesh.extras.targetNames with the
     photo's weights, the face texture embedded; the pose and camera in the node's extras.
 
-    With a track (backend/animation.py): an animation "mlaface" whose channels key the morph weights and the
+    With a track (backend/io/animation.py): an animation "mlaface" whose channels key the morph weights and the
     head node's rotation and translation at the track's times (the head in camera space), and a camera node at
     the origin with the photo camera's vertical field of view (glTF cameras look down -z, +y up, as ours)."""
     path = Path(path)
@@ -206,10 +206,10 @@ def write_overlay(r: FaceResult, photo: np.ndarray, path: str | Path, size: int 
     blended over it, its outline in green, the detected landmarks in red and the fitted ones in blue."""
     import torch
 
-    from .align import crop_from_box, landmark_box
-    from .camera import crop_camera, project
-    from .render import interpolate, rasterize
-    from .shading import ambient_sh, shade, vertex_normals
+    from ..detect.align import crop_from_box, landmark_box
+    from ..render.camera import crop_camera, project
+    from ..render.raster import interpolate, rasterize
+    from ..render.shading import ambient_sh, shade, vertex_normals
 
     path = Path(path)
     window = crop_from_box(photo, landmark_box(r.landmarks), size=size, scale=2.5)

@@ -25,12 +25,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .align import crop_from_box, landmark_box
-from .camera import crop_camera, focal_from_fov, project
-from .errors import MlafaceError
-from .face_model import FaceModel
-from .render import interpolate, rasterize
-from .shading import ambient_sh, shade, vertex_normals
+from ..detect.align import crop_from_box, landmark_box
+from ..render.camera import crop_camera, focal_from_fov, project
+from ..io.errors import MlafaceError
+from ..model.face_model import FaceModel
+from ..render.raster import interpolate, rasterize
+from ..render.shading import ambient_sh, shade, vertex_normals
 from .texture import srgb_to_linear
 
 CONTOUR_YAW_DEG = 20.0

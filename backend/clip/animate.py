@@ -2,13 +2,13 @@
 
     head, track, report = animate(reconstructor, "take.mp4", AnimateOptions(smooth=0.5))
 
-1. Track one face through the frames (backend/tracking.py): 68 landmarks per frame, lost frames noted.
+1. Track one face through the frames (backend/clip/tracking.py): 68 landmarks per frame, lost frames noted.
 2. Identity: the face model fitted to KEYFRAMES frames spread over the clip at once (one identity, an expression
-   and pose each; backend/fitting.py with shared_identity); the keyframe with the most frontal head, textured,
+   and pose each; backend/reconstruct/fitting.py with shared_identity); the keyframe with the most frontal head, textured,
    gives the neutral head's FaceResult.
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
-4. Blinks and the jaw from the pixels (backend/pixel_reading.py): the lid landmarks rarely close on a blink and
+4. Blinks and the jaw from the pixels (backend/clip/pixel_reading.py): the lid landmarks rarely close on a blink and
    the inner-lip ones close early on an open mouth, so eyeBlinkLeft / eyeBlinkRight / jawOpen are read from
    renders of the head around each eye and the mouth compared with the frame (blinks measured from each eye's
    resting level over the clip).
@@ -30,11 +30,11 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .align import landmark_box
-from .animation import AnimationTrack
-from .face_result import FaceResult
-from .fitting import FitConfig, fit
-from .landmarks import Face
+from ..detect.align import landmark_box
+from ..io.animation import AnimationTrack
+from ..io.face_result import FaceResult
+from ..reconstruct.fitting import FitConfig, fit
+from ..detect.landmarks import Face
 from .pixel_reading import EYES, FEATURES, PixelReader, from_rest
 from .tracking import TrackedFrame, lost_ranges, track
 from .video import open_clip
@@ -211,9 +211,9 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
 def write_clip_outputs(head: FaceResult, anim: AnimationTrack, folder: Path, stem: str) -> list[Path]:
     """OUT/STEM.npz (the neutral head), STEM_anim.npz (the track), STEM.glb (the head with the animation and the
     camera), STEM_livelink.csv. Each file is written atomically; if one fails, the others are removed."""
-    from .animation import write_live_link_csv, write_track
-    from .export import write_glb
-    from .face_result import write_result
+    from ..io.animation import write_live_link_csv, write_track
+    from ..io.export import write_glb
+    from ..io.face_result import write_result
 
     jobs = [(folder / f"{stem}.npz", lambda p: write_result(p, head)),
             (folder / f"{stem}_anim.npz", lambda p: write_track(p, anim)),
@@ -236,8 +236,8 @@ def animate_to_folder(rec, clip: str | Path, output: str | Path, options: Animat
                       ) -> tuple[list[Path], AnimationTrack, dict]:
     """`animate`, then write_clip_outputs into `output` named after the clip (CLI and worker). A missing clip is
     reported before the output folder is made. -> (written files, the track, the report)."""
-    from .batch import prepare_output
-    from .errors import MlafaceError
+    from ..reconstruct.batch import prepare_output
+    from ..io.errors import MlafaceError
 
     clip = Path(clip)
     if not clip.exists():

@@ -18,8 +18,8 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlafaceError
-from .image_io import load_image
+from ..io.errors import MlafaceError
+from ..io.images import load_image
 
 FRAME_SUFFIXES = {".png", ".jpg", ".jpeg", ".bmp", ".tif", ".tiff", ".webp"}
 DEFAULT_FOLDER_FPS = 30.0

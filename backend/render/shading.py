@@ -14,7 +14,7 @@ import math
 
 import torch
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 
 SH_COEFFS = 27
 _Y00 = 0.5 * math.sqrt(1 / math.pi)

@@ -16,9 +16,9 @@ import urllib.request
 from collections.abc import Callable
 from pathlib import Path
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 from .facekit import convert
-from .model_file import write_model
+from ..io.model_file import write_model
 
 MODEL_ENV = "MLAFACE_MODEL"
 MODEL_FILENAME = "ict-facekit.npz"

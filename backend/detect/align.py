@@ -14,7 +14,7 @@ import torch
 import torch.nn.functional as F
 from PIL import Image
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 
 # The 68 iBUG landmarks of the ICT-FaceKit neutral face seen from the front (orthographic), in units of the crop
 # side: the landmarks' bounding square is centred and spans 1 / sqrt(2) of the crop, which is the framing of

@@ -6,7 +6,7 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
    rendered into that window sees it (visibility), faded towards grazing angles (n . view from FADE to 1);
 3. divide out the fitted SH shading (in linear RGB) to get albedo;
 4. fill what the photo does not show from the mirrored texel, and the rest from the albedo model fitted to what
-   the photo shows (backend/albedo_model.py; without one, the median seen skin tone), blended by coverage so
+   the photo shows (backend/model/albedo_model.py; without one, the median seen skin tone), blended by coverage so
    there are no hard seams.
 """
 
@@ -18,12 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from .albedo_model import AlbedoModel
-from .align import crop_from_box
-from .camera import crop_camera, project
-from .model_file import FaceModelData
-from .render import Fragments, interpolate, rasterize, texture
-from .shading import irradiance, vertex_normals
+from ..model.albedo_model import AlbedoModel
+from ..detect.align import crop_from_box
+from ..render.camera import crop_camera, project
+from ..io.model_file import FaceModelData
+from ..render.raster import Fragments, interpolate, rasterize, texture
+from ..render.shading import irradiance, vertex_normals
 
 FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import torch
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 
 
 def pytorch3d_available() -> bool:

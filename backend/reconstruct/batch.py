@@ -13,10 +13,10 @@ import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 
-from .errors import MlafaceError
-from .export import write_glb, write_obj, write_overlay
-from .face_result import FaceResult, write_result
-from .image_io import load_image
+from ..io.errors import MlafaceError
+from ..io.export import write_glb, write_obj, write_overlay
+from ..io.face_result import FaceResult, write_result
+from ..io.images import load_image
 from .pipeline import Reconstructor
 
 FORMATS = ("npz", "obj", "glb", "overlay")

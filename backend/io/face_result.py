@@ -1,7 +1,7 @@
 """FaceResult: everything Blender (or another tool) needs to build one reconstructed head, in one versioned `.npz`
 (no pickle). numpy only: the Blender add-on reads it without torch.
 
-Frames (backend/model_file.py and camera.py): the head in model space (metres; +x subject's left, +y up, +z out of
+Frames (backend/io/model_file.py and camera.py): the head in model space (metres; +x subject's left, +y up, +z out of
 the face); `rotation` and `translation` place it in camera space (camera at the origin looking down -z, +y up):
     camera_point = rotation @ model_point + translation
 and the camera with `focal` (pixels) over an image of `image_size` (H, W) sees it as the photo does.

@@ -17,18 +17,18 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from . import __version__
-from .albedo_model import SHIPPED as SHIPPED_ALBEDO
-from .albedo_model import AlbedoModel
-from .align import align_face, landmark_box
-from .face_model import FaceModel
-from .face_result import FaceResult
+from .. import __version__
+from ..model.albedo_model import SHIPPED as SHIPPED_ALBEDO
+from ..model.albedo_model import AlbedoModel
+from ..detect.align import align_face, landmark_box
+from ..model.face_model import FaceModel
+from ..io.face_result import FaceResult
 from .fitting import FitConfig, fit
-from .image_io import load_image
-from .landmarks import Face, detect_faces, get_provider
-from .model_file import read_model
-from .model_store import find_network_weights, resolve_model_path
-from .network import load_network
+from ..io.images import load_image
+from ..detect.landmarks import Face, detect_faces, get_provider
+from ..io.model_file import read_model
+from ..model.store import find_network_weights, resolve_model_path
+from ..network.mlanet import load_network
 from .texture import TileMesh, extract_texture
 
 
@@ -47,7 +47,7 @@ def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from .errors import MlafaceError
+        from ..io.errors import MlafaceError
 
         raise MlafaceError("--device cuda: no CUDA device is available; use --device cpu or auto")
     return torch.device(name)

@@ -19,7 +19,7 @@ import math
 
 import torch
 
-from .errors import MlafaceError
+from ..io.errors import MlafaceError
 
 
 def focal_from_fov(image_size: tuple[int, int], fov_deg: float) -> float:

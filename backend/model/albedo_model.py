@@ -8,7 +8,7 @@ them up with backend.render.texture at the mesh's face-tile UVs.
 
 ICT-FaceKit has no albedo model; ours is built from real faces by `python -m training.texture_model` (see there:
 fits to the AFLW crops, unwrapped, de-lit, mirrored, and a PCA that handles unseen texels). File: versioned npz
-(backend/npz_file.py), `mean` [3, S, S] float16, `basis` [K, 3, S, S] float16 unit vectors, `sigma` [K] float32,
+(backend/io/npz_file.py), `mean` [3, S, S] float16, `basis` [K, 3, S, S] float16 unit vectors, `sigma` [K] float32,
 `source` (a line saying what it was built from), `explained` [K] float32 (cumulative explained variance).
 """
 
@@ -21,8 +21,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from .errors import MlafaceError
-from .npz_file import read_npz, write_npz
+from ..io.errors import MlafaceError
+from ..io.npz_file import read_npz, write_npz
 
 FORMAT = "mlaface.albedo_model"
 FORMAT_VERSION = 1

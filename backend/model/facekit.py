@@ -39,9 +39,9 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import MlafaceError
-from .model_file import FaceModelData, fan_triangulate
-from .obj import ObjMesh, read_obj, read_obj_vertices
+from ..io.errors import MlafaceError
+from ..io.model_file import FaceModelData, fan_triangulate
+from ..io.obj import ObjMesh, read_obj, read_obj_vertices
 
 NEUTRAL = "generic_neutral_mesh.obj"
 INDICES = "vertex_indices.json"
