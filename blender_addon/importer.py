@@ -18,7 +18,6 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-LEFT_OUT = ("eye_helper",)
 Y_UP_TO_Z_UP = Matrix.Rotation(math.radians(90), 4, "X")
 
 
@@ -76,7 +75,7 @@ def _texture_image(result, name: str, created: Created):
 
 def build_head(result, name: str, collection, created: Created, posed: bool = True):
     """The head object of one FaceResult, linked into collection."""
-    keep_poly = ~np.isin(result.material_parts[result.polygon_material], LEFT_OUT)
+    keep_poly = result.exported_polygons()  # the see-through eye layers are left out (backend/io/parts.py)
     keep_corner = np.repeat(keep_poly, result.polygon_sizes)
     used = np.unique(result.corner_vertex[keep_corner])
     remap = np.full(len(result.vertices), -1, np.int64)

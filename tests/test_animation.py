@@ -6,24 +6,16 @@ import numpy as np
 import pytest
 from scipy.spatial.transform import Rotation
 
-from backend.io.animation import (
-    LIVE_LINK_ROTATIONS,
-    LIVE_LINK_SHAPES,
-    AnimationTrack,
-    head_angles,
-    live_link_name,
-    read_track,
-    write_live_link_csv,
-    write_track,
-)
+from backend.io.animation import AnimationTrack, head_angles, read_track, write_track
 from backend.io.errors import MlafaceError
-from backend.io.export import rotation_to_quaternion
+from backend.io.gltf import rotation_to_quaternion
+from backend.io.live_link import LIVE_LINK_ROTATIONS, LIVE_LINK_SHAPES, live_link_name, write_live_link_csv
 
 NAMES = np.array(["eyeBlinkLeft", "browInnerUpLeft", "browInnerUpRight", "jawOpen"])
 
 
 def euler(yaw, pitch, roll):
-    """R = Rz(roll) @ Ry(yaw) @ Rx(pitch), as training.synthetic.euler_to_matrix."""
+    """R = Rz(roll) @ Ry(yaw) @ Rx(pitch), as backend.model.pose.euler_to_matrix."""
     return Rotation.from_euler("ZYX", np.stack([roll, yaw, pitch], 1)).as_matrix()
 
 

@@ -56,6 +56,8 @@ def test_eyeballs_split_into_iris_pupil_and_cornea(real_model_data):
                  ("Sclera", "Iris", "Pupil", "Cornea")}
         assert all(len(p) for p in parts.values()), side
         assert d.material_parts[names.index(f"M_Cornea{side}")] == "eye_helper"  # see-through: left out
+        assert [d.material_roles[names.index(f"M_{m}{side}")] for m in ("Sclera", "Iris", "Pupil", "Cornea")] == \
+            ["sclera", "iris", "pupil", "cornea"]
         ball = parts["Sclera"].mean(0)
         # the cornea caps the iris in front, the pupil sits in the iris' middle, the sclera is the rest
         assert parts["Cornea"][:, 2].min() > parts["Iris"][:, 2].min() > ball[2]
@@ -166,3 +168,16 @@ def test_face_subset(model):
     part = sub.vertices(identity, expression)
     for kind in ("ibug68", "aflw21"):
         assert torch.allclose(model.landmarks(full, kind), sub.landmarks(part, kind), atol=1e-6)
+
+
+def test_a_model_file_without_roles_still_reads(real_model_data, tmp_path):
+    """Model files written before material roles were stored get them from ICT-FaceKit's names when read."""
+    from dataclasses import fields
+
+    from backend.io.model_file import FORMAT, FORMAT_VERSION, read_model
+    from backend.io.npz_file import write_npz
+
+    arrays = {f.name: getattr(real_model_data, f.name) for f in fields(real_model_data) if f.name != "material_roles"}
+    write_npz(tmp_path / "old.npz", FORMAT, FORMAT_VERSION, arrays)
+    old = read_model(tmp_path / "old.npz")
+    assert list(old.material_roles) == list(real_model_data.material_roles)

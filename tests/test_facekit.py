@@ -12,9 +12,9 @@ import pytest
 from conftest import GRID, TINY_EXPRESSIONS, make_tiny_facekit, tiny_neutral
 
 from backend.io.errors import MlafaceError
-from backend.model.facekit import arkit_name, convert
 from backend.io.model_file import FORMAT_VERSION, read_model, write_model
 from backend.io.obj import read_obj
+from backend.model.facekit import arkit_name, convert
 
 
 def test_arkit_names():
@@ -45,6 +45,7 @@ def test_tiny_set_converts(tiny_facekit):
     assert (normals[:, 2] > 0).all()
     assert list(data.material_names) == ["M_Face", "M_BackHead", "M_IrisLeft", "M_IrisRight"]
     assert list(data.material_parts) == ["skin", "skin", "eye", "eye"]
+    assert list(data.material_roles) == ["face", "head", "iris", "iris"]  # stored: nothing reads names after this
     assert list(data.material_tiles) == [0, 1, 0, 0]
     np.testing.assert_array_equal(data.face_region, np.arange(GRID * GRID))
 

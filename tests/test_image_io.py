@@ -84,3 +84,15 @@ def test_downscaled_and_find_photos(tmp_path, photo):
     assert [p.name for p in find_photos([tmp_path])] == ["a.png", "b.jpg"]
     assert [p.name for p in find_photos([str(tmp_path / "*.jpg")])] == ["b.jpg"]
     assert find_photos([tmp_path / "missing.jpg"]) == [tmp_path / "missing.jpg"]
+
+
+@pytest.mark.parametrize("width, height", [(1, 1), (20, 4000), (4000, 31)])
+def test_photos_too_small_for_a_face(tmp_path, width, height):
+    """Before, a 1 x 1 photo or a 20 x 4000 strip ended inside a library ("Filter windows must be small enough to fit
+    into the padded image.")."""
+    path = tmp_path / f"strip_{width}x{height}.png"
+    Image.fromarray(np.full((height, width, 3), 128, np.uint8)).save(path)
+    with pytest.raises(MlafaceError, match=rf"strip_{width}x{height}.png: {width} x {height} pixels is too small"):
+        load_image(path)
+    Image.fromarray(np.full((max(height, 32), max(width, 32), 3), 128, np.uint8)).save(path)
+    assert load_image(path).shape == (max(height, 32), max(width, 32), 3)

@@ -1,0 +1,1 @@
+"""Faces in photos: detection and 68 landmarks (dlib, FAN), and crops aligned to them."""

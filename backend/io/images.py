@@ -7,6 +7,7 @@ Pillow's decompression-bomb limit (about 179 million pixels); detection works on
 
 from __future__ import annotations
 
+import io
 import warnings
 from pathlib import Path
 
@@ -15,6 +16,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from .errors import MlafaceError
 
+MIN_SIDE = 32  # pixels: a smaller photo cannot hold a face that the detectors find (they need about 40)
 IMAGE_SUFFIXES = {".jpg", ".jpeg", ".png", ".webp", ".tif", ".tiff", ".bmp", ".ppm", ".pgm", ".pnm"}
 
 
@@ -61,13 +63,18 @@ def load_image(path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large photos are fine
             with Image.open(path) as img:
-                return to_rgb8(ImageOps.exif_transpose(img))
+                image = to_rgb8(ImageOps.exif_transpose(img))
     except UnidentifiedImageError:
         raise MlafaceError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise MlafaceError(f"{path}: image too large to load safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise MlafaceError(f"{path}: corrupt or truncated image ({e})") from None
+    h, w = image.shape[:2]
+    if min(h, w) < MIN_SIDE:
+        raise MlafaceError(f"{path}: {w} x {h} pixels is too small to show a face (each side needs at least "
+                           f"{MIN_SIDE} pixels)")
+    return image
 
 
 def downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
@@ -79,3 +86,10 @@ def downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
     size = (max(1, round(w / factor)), max(1, round(h / factor)))
     small = np.asarray(Image.fromarray(image).resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0))
     return small, w / size[0]
+
+
+def png_bytes(image: np.ndarray) -> bytes:
+    """[H, W, 3] uint8 -> a PNG file's bytes."""
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    return buf.getvalue()

@@ -17,7 +17,8 @@ Arrays (V vertices, F polygons, C polygon corners, T triangles, K identity modes
     expression_names: [E] str, ARKit style (`eyeBlinkLeft`); expression_names_upstream: [E] str (`eyeBlink_L`)
     polygon_sizes: [F] int32; corner_vertex: [C] int32; corner_uv: [C, 2] float32
     polygon_material: [F] int32 into material_names
-    material_names: [M] str; material_parts: [M] str (one of PARTS); material_tiles: [M] int32 (floor(u))
+    material_names: [M] str; material_roles: [M] str (a role of io/parts.py: face, head, iris, ...);
+    material_parts: [M] str (the roles' parts); material_tiles: [M] int32 (floor(u))
     triangles: [T, 3] int32 vertices, counter-clockwise seen from outside
     triangle_corners: [T, 3] int32 into the corner arrays (for UVs); triangle_polygon: [T] int32
     landmarks_ibug68: [68] int32 vertices; landmarks_aflw21: [21] int32 vertices
@@ -34,10 +35,10 @@ import numpy as np
 
 from .errors import MlafaceError
 from .npz_file import read_npz, write_npz
+from .parts import ict_roles, roles_problem
 
 FORMAT = "mlaface.face_model"
 FORMAT_VERSION = 1
-PARTS = ("skin", "mouth", "teeth", "eye", "eye_helper", "eyelashes", "other")
 
 
 @dataclass(frozen=True)
@@ -56,6 +57,7 @@ class FaceModelData:
     corner_uv: np.ndarray
     polygon_material: np.ndarray
     material_names: np.ndarray
+    material_roles: np.ndarray
     material_parts: np.ndarray
     material_tiles: np.ndarray
     triangles: np.ndarray
@@ -89,6 +91,8 @@ class FaceModelData:
             a = getattr(self, name)
             if a.size and (a.min() < 0 or a.max() >= V):
                 problems.append(f"{name} refers to vertices outside 0..{V - 1}")
+        if roles_problem(self.material_roles, self.material_names):
+            problems.append(roles_problem(self.material_roles, self.material_names))
         if self.landmarks_ibug68.shape != (68,) or self.landmarks_aflw21.shape != (21,):
             problems.append("landmark lists must hold 68 and 21 vertices")
         if problems:
@@ -117,8 +121,11 @@ def write_model(path: str | Path, data: FaceModelData) -> Path:
 
 def read_model(path: str | Path) -> FaceModelData:
     """Read and check a face model file; every problem is an MlafaceError naming the file."""
-    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face model file", [f.name for f in fields(FaceModelData)],
+    required = [f.name for f in fields(FaceModelData) if f.name != "material_roles"]
+    arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face model file", required,
                       "; reinstall the model with `mlaface model install`")
+    if "material_roles" not in arrays:  # written before roles were stored: ICT-FaceKit's names tell them
+        arrays["material_roles"] = np.array(ict_roles(arrays["material_names"]))
     values = {f.name: arrays[f.name] for f in fields(FaceModelData)}
     for name in _STRING_FIELDS:
         values[name] = str(values[name])

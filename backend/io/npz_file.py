@@ -55,10 +55,15 @@ def write_record(path: str | Path, kind: str, version: int, record) -> Path:
     return write_npz(path, kind, version, {f.name: np.asarray(getattr(record, f.name)) for f in fields(record)})
 
 
-def read_record(path: str | Path, kind: str, version: int, what: str, cls, scalars: dict):
+def read_record(path: str | Path, kind: str, version: int, what: str, cls, scalars: dict, added: dict | None = None):
     """The record of `cls` that write_record wrote, its scalar fields converted with `scalars` (name -> type),
-    checked with cls.check."""
-    arrays = read_npz(path, kind, version, what, [f.name for f in fields(cls)])
+    checked with cls.check. `added`: fields that files of this version written before them lack, name -> a
+    function of the file's arrays that makes the field."""
+    added = added or {}
+    arrays = read_npz(path, kind, version, what, [f.name for f in fields(cls) if f.name not in added])
+    for name, make in added.items():
+        if name not in arrays:
+            arrays[name] = make(arrays)
     values = {f.name: arrays[f.name] for f in fields(cls)}
     for name, convert in scalars.items():
         values[name] = convert(values[name])

@@ -1,7 +1,8 @@
-"""Wavefront OBJ reading: the subset ICT-FaceKit writes (`v`, `vt`, `f` with `v/vt` corners, `usemtl`).
+"""Wavefront OBJ: reading the subset ICT-FaceKit writes (`v`, `vt`, `f` with `v/vt` corners, `usemtl`), and writing
+a FaceResult as OBJ + MTL + PNG (`write_obj`).
 
-Polygons are kept as they are in the file (quads stay quads), in Blender's layout: a flat list of corners and the
-number of corners of each polygon. Indices are 0-based; units are the file's own.
+Reading: polygons are kept as they are in the file (quads stay quads), in Blender's layout: a flat list of corners
+and the number of corners of each polygon. Indices are 0-based; units are the file's own.
 """
 
 from __future__ import annotations
@@ -11,7 +12,10 @@ from pathlib import Path
 
 import numpy as np
 
+from .atomic import write_bytes_atomic
 from .errors import MlafaceError
+from .face_result import FaceResult
+from .images import png_bytes
 
 
 @dataclass(frozen=True)
@@ -139,3 +143,37 @@ def read_obj(path: str | Path) -> ObjMesh:
         polygon_material=np.asarray(poly_mat, dtype=np.int64),
         materials=tuple(materials),
     )
+
+
+def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
+    """path.obj with path.mtl and path_texture.png; the expression of the photo applied. Returns the files."""
+    path = Path(path)
+    mtl, png = path.with_suffix(".mtl"), path.with_name(f"{path.stem}_texture.png")
+    verts = r.expressed_vertices()
+    keep = r.exported_polygons()
+    starts = np.concatenate([[0], np.cumsum(r.polygon_sizes)[:-1]])
+    lines = [f"# mlaface {r.meta.get('mlaface_version', '')}: {Path(r.photo).name}, metres, y up",
+             f"mtllib {mtl.name}"]
+    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
+    lines += [f"vt {u:.6f} {v:.6f}" for u, v in r.corner_uv]  # UDIM u kept; the face tile is 1001 (u in 0..1)
+    for m, name in enumerate(r.material_names):
+        polys = np.flatnonzero(keep & (r.polygon_material == m))
+        if not len(polys):
+            continue
+        lines.append(f"usemtl {name}")
+        for p in polys:
+            c = np.arange(starts[p], starts[p] + r.polygon_sizes[p])
+            lines.append("f " + " ".join(f"{r.corner_vertex[i] + 1}/{i + 1}" for i in c))
+    materials = []
+    for m, name in enumerate(r.material_names):
+        if not r.role(m).exported:
+            continue
+        colour = r.colour(m)
+        materials += [f"newmtl {name}", f"Kd {colour[0]:.3f} {colour[1]:.3f} {colour[2]:.3f}", "Ks 0.05 0.05 0.05",
+                      "Ns 20", "illum 2", f"d {r.opacity(m):g}"]
+        if r.is_textured(m):
+            materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
+    write_bytes_atomic(png, png_bytes(r.texture))
+    write_bytes_atomic(mtl, ("\n".join(materials) + "\n").encode())
+    write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
+    return [path, mtl, png]

@@ -42,6 +42,7 @@ import numpy as np
 from ..io.errors import MlafaceError
 from ..io.model_file import FaceModelData, fan_triangulate
 from ..io.obj import ObjMesh, read_obj, read_obj_vertices
+from ..io.parts import ROLES, ict_roles, parts_of
 
 NEUTRAL = "generic_neutral_mesh.obj"
 INDICES = "vertex_indices.json"
@@ -58,13 +59,6 @@ AFLW21_NAMES = (
 _AFLW21_FROM_IBUG68 = {0: 17, 1: 19, 2: 21, 3: 22, 4: 24, 5: 26, 6: 36, 8: 39, 9: 42, 11: 45,
                        13: 31, 14: 30, 15: 35, 17: 48, 18: 62, 19: 54, 20: 8}
 
-MATERIAL_PARTS = {
-    "M_Face": "skin", "M_BackHead": "skin", "M_GumsTongue": "mouth", "M_Teeth": "teeth",
-    "M_ScleraLeft": "eye", "M_IrisLeft": "eye", "M_ScleraRight": "eye", "M_IrisRight": "eye",
-    "M_LacrimalFluid": "eye_helper", "M_EyeBlend": "eye_helper", "M_EyeOcclusion": "eye_helper",
-    "M_EyeLashes": "eyelashes",
-    "M_CorneaLeft": "eye_helper", "M_CorneaRight": "eye_helper", "M_PupilLeft": "eye", "M_PupilRight": "eye",
-}
 IRIS_RADIUS, PUPIL_RADIUS = 0.58, 0.22  # centimetres, as the source OBJ
 FACE_MATERIAL = "M_Face"
 
@@ -143,7 +137,8 @@ def _aflw21(mesh: ObjMesh, ibug68: np.ndarray) -> np.ndarray:
             raise MlafaceError(f"the neutral mesh has no {material} polygons, needed for the AFLW eye centres")
         ids = _material_vertices(mesh, [material])
         out[a] = ids[np.argmax(verts[ids, 2])]
-    skin = _material_vertices(mesh, [m for m in mesh.materials if MATERIAL_PARTS.get(m) == "skin"])
+    skin = _material_vertices(mesh, [m for m, r in zip(mesh.materials, ict_roles(mesh.materials), strict=True)
+                                     if ROLES[r].part == "skin"])
     head = np.setdiff1d(skin, _material_vertices(mesh, [FACE_MATERIAL]))
     for a, side, jaw in ((12, -1, 0), (16, 1, 16)):
         beyond = head[(side * verts[head, 0] > side * verts[ibug68[jaw], 0])
@@ -229,7 +224,8 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
         corner_uv=uv.astype(np.float32),
         polygon_material=polygon_material.astype(i32),
         material_names=np.array(materials),
-        material_parts=np.array([MATERIAL_PARTS.get(m, "other") for m in materials]),
+        material_roles=np.array(ict_roles(materials)),
+        material_parts=np.array(parts_of(ict_roles(materials))),
         material_tiles=np.array(tiles, dtype=i32),
         triangles=mesh.corner_vertex[tri_corners].astype(i32),
         triangle_corners=tri_corners.astype(i32),

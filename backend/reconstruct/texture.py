@@ -18,10 +18,12 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from ..model.albedo_model import AlbedoModel
 from ..detect.align import crop_from_box
-from ..render.camera import crop_camera, project
+from ..io.colour import linear_to_srgb, srgb_to_linear
 from ..io.model_file import FaceModelData
+from ..io.parts import ROLES
+from ..model.albedo_model import AlbedoModel
+from ..render.camera import crop_camera, project
 from ..render.raster import Fragments, interpolate, rasterize, texture
 from ..render.shading import irradiance, vertex_normals
 
@@ -29,8 +31,6 @@ FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, fu
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
 
 
-OPAQUE_PARTS = ("skin", "mouth", "teeth", "eye")  # what hides the skin behind it; helpers and lashes do not
-TEXTURE_MATERIAL = "M_Face"
 
 
 @dataclass(frozen=True)
@@ -50,22 +50,13 @@ class TileMesh:
 
     @classmethod
     def from_data(cls, d: FaceModelData, device: torch.device | str = "cpu") -> TileMesh:
-        material = d.polygon_material[d.triangle_polygon]
-        opaque = np.isin(d.material_parts[material], OPAQUE_PARTS)
-        tile = int(d.material_tiles[list(d.material_names).index(TEXTURE_MATERIAL)])
+        role = d.material_roles[d.polygon_material[d.triangle_polygon]]
+        opaque = np.array([ROLES[str(r)].occludes for r in role])  # what hides the skin behind it
+        tile = int(d.material_tiles[list(d.material_roles).index("face")])
         return cls(triangles=torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(device),
-                   skin=torch.from_numpy(d.material_names[material][opaque] == TEXTURE_MATERIAL).to(device),
+                   skin=torch.from_numpy(role[opaque] == "face").to(device),
                    uvs=torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(device),
                    uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile)
-
-
-def srgb_to_linear(x: torch.Tensor) -> torch.Tensor:
-    return torch.where(x <= 0.04045, x / 12.92, ((x.clamp(min=0) + 0.055) / 1.055) ** 2.4)
-
-
-def linear_to_srgb(x: torch.Tensor) -> torch.Tensor:
-    x = x.clamp(0, 1)  # the power's argument is kept off 0, where its gradient is infinite (NaN through where)
-    return torch.where(x <= 0.0031308, x * 12.92, 1.055 * x.clamp(min=0.0031308) ** (1 / 2.4) - 0.055)
 
 
 def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
