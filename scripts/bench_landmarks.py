@@ -10,8 +10,8 @@ import time
 
 import numpy as np
 
-from backend.io.images import find_photos, load_image
 from backend.detect.landmarks import DlibProvider
+from backend.io.images import find_photos, load_image
 
 
 def median_ms(fn, repeats: int) -> tuple[float, object]:

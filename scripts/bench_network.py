@@ -11,7 +11,8 @@ import time
 
 import torch
 
-from backend.network.mlanet import complexity, create_network
+from backend.network.complexity import complexity
+from backend.network.mlanet import create_network
 
 
 def cpu_ms(net, repeats: int = 10) -> float:

@@ -15,9 +15,9 @@ import numpy as np
 import torch
 
 from backend.detect.align import align_face
-from backend.reconstruct.batch import FORMATS, write_outputs
 from backend.io.images import find_photos
 from backend.network.mlanet import create_network
+from backend.reconstruct.batch import FORMATS, write_outputs
 from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
 

@@ -12,8 +12,8 @@ import time
 
 import torch
 
-from backend.render.camera import focal_from_fov, project
 from backend.model.face_model import FaceModel
+from backend.render.camera import focal_from_fov, project, to_camera
 from backend.render.raster import interpolate, rasterize
 from backend.render.raster_pytorch3d import pytorch3d_available
 from backend.render.shading import ambient_sh, shade, vertex_normals
@@ -28,7 +28,7 @@ def scene(model: FaceModel, batch: int, size: int, device: str):
     c, s = torch.cos(angle), torch.sin(angle)
     rot = torch.zeros(batch, 3, 3)
     rot[:, 0, 0], rot[:, 0, 2], rot[:, 1, 1], rot[:, 2, 0], rot[:, 2, 2] = c, s, 1, -s, c
-    cam = verts @ rot.transpose(1, 2) + torch.tensor([0.0, 0.0, -0.55])
+    cam = to_camera(verts, rot, torch.tensor([0.0, 0.0, -0.55]).expand(batch, 3))
     screen = project(cam, focal_from_fov((size, size), 25.0), (size, size))
     colours = torch.rand(batch, model.n_vertices, 3, generator=g)
     return screen.to(device), cam.to(device), colours.to(device), model.triangles.to(device)

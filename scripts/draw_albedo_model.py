@@ -13,10 +13,26 @@ import numpy as np
 import torch
 from PIL import Image, ImageDraw
 
+from backend.io.colour import linear_to_srgb
 from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
-from backend.reconstruct.texture import linear_to_srgb
-from training.face_render import render_albedo_faces
+from backend.network.decode import CROP_DEPTH, CROP_FOCAL
+from backend.render.head import FaceRenderer
+from backend.render.shading import ambient_sh
+
+
+@torch.no_grad()
+def render_albedo_faces(model: FaceModel, albedo: AlbedoModel, coeffs: torch.Tensor, size: int) -> torch.Tensor:
+    """The mean face, frontal, lit from the upper left, with albedo coefficients [B, K] -> [B, 3, size, size]
+    linear RGB on white (for pictures)."""
+    B = len(coeffs)
+    verts = model.vertices(torch.zeros(B, model.n_identity), torch.zeros(B, model.n_expression))
+    cam = verts + torch.tensor([0.0, 0.0, -CROP_DEPTH * 1.1])
+    sh = ambient_sh(0.9, B).view(B, 3, 9)
+    sh[:, :, 1], sh[:, :, 3] = 0.25, -0.2  # light from above and the camera's left
+    image, mask = FaceRenderer(model).render(cam, torch.full((B,), CROP_FOCAL * size / 224), albedo(coeffs),
+                                             sh.view(B, 27), size)
+    return torch.where(mask[:, None], image, torch.ones_like(image))
 
 
 def to_image(linear: torch.Tensor) -> Image.Image:

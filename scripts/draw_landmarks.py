@@ -12,8 +12,8 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from backend.detect.align import align_face
-from backend.io.images import find_photos, load_image
 from backend.detect.landmarks import detect_faces, get_provider
+from backend.io.images import find_photos, load_image
 
 TILE = 360
 

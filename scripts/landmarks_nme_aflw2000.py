@@ -12,8 +12,8 @@ import time
 
 import numpy as np
 
-from backend.io.images import load_image
 from backend.detect.landmarks import get_provider, iou
+from backend.io.images import load_image
 from training.aflw2000 import balanced_table, format_table, load_samples, nme
 
 

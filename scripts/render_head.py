@@ -12,10 +12,10 @@ import numpy as np
 import torch
 from PIL import Image
 
-from backend.render.camera import focal_from_fov, project
-from backend.model.face_model import FaceModel
 from backend.io.model_file import read_model
+from backend.model.face_model import FaceModel
 from backend.model.store import resolve_model_path
+from backend.render.camera import focal_from_fov, project
 from backend.render.raster import interpolate, rasterize
 from backend.render.shading import ambient_sh, shade, vertex_normals
 

@@ -13,7 +13,8 @@ import time
 from pathlib import Path
 
 from backend.model.face_model import FaceModel
-from backend.network.mlanet import complexity, load_network
+from backend.network.checkpoint import load_network
+from backend.network.complexity import complexity
 from training.config import load_config
 from training.evaluate import evaluate
 from training.train import Trainer

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.model.albedo_model import AlbedoModel, write_albedo_model
 from backend.io.errors import MlafaceError
+from backend.model.albedo_model import AlbedoModel, write_albedo_model
 
 
 def test_shipped_albedo_model_is_skin():

@@ -116,19 +116,21 @@ def test_shape_keys_survive_gltf_and_fbx(addon, tmp_path):
         assert keys == names, path.suffix
 
 
+@pytest.mark.slow
 def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
     import json
     import math
     import struct
 
-    from backend.model.albedo_model import AlbedoModel
+    from backend.clip.synthetic_clip import FPS, render_clip, truth_curves
+    from backend.clip.video import write_video
     from backend.io.model_file import read_model
-    from training.clip_eval import render_clip, truth_curves, write_video
+    from backend.model.albedo_model import AlbedoModel
 
     data = read_model(real_model_path)
     truth = truth_curves([str(n) for n in data.expression_names], n=20)
-    clip = write_video(render_clip(data, AlbedoModel.load(), truth), tmp_path / "take.mp4")
+    clip = write_video(render_clip(data, AlbedoModel.load(), truth), tmp_path / "take.mp4", FPS)
     bpy.context.scene.render.fps = 24
     assert bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.0) == {"FINISHED"}
     scene, head = bpy.context.scene, bpy.data.objects["take"]
@@ -162,6 +164,7 @@ def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     assert "weights" in paths, paths
 
 
+@pytest.mark.slow
 def test_a_variable_frame_rate_clip_keys_its_real_times(addon, real_model_path, tmp_path):
     """Frames at irregular times (a phone's variable frame rate): keyframes land at each frame's real time on the
     scene's timeline; two frames on one scene frame keep the nearer one."""
@@ -171,9 +174,9 @@ def test_a_variable_frame_rate_clip_keys_its_real_times(addon, real_model_path, 
     import av
     import numpy as np
 
-    from backend.model.albedo_model import AlbedoModel
+    from backend.clip.synthetic_clip import render_clip, truth_curves
     from backend.io.model_file import read_model
-    from training.clip_eval import render_clip, truth_curves
+    from backend.model.albedo_model import AlbedoModel
 
     stamps = [0, 40, 80, 90, 200, 240, 400]  # milliseconds
     data = read_model(real_model_path)

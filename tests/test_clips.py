@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from conftest import REPO
+from conftest import REPO, Worker
 from PIL import Image
 
-from backend.io.errors import MlafaceError
 from backend.clip.video import numbered_frames, open_clip
+from backend.io.errors import MlafaceError
 
 av = pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
@@ -23,14 +23,15 @@ pytest.importorskip("dlib", reason="the dlib extra is not installed")
 @pytest.fixture(scope="module")
 def rendered(real_model_path, tmp_path_factory):
     """The evaluation clip of training/clip_eval.py (2 s, 25 fps) and its truth."""
-    from backend.model.albedo_model import AlbedoModel
+    from backend.clip.synthetic_clip import FPS, render_clip, truth_curves
+    from backend.clip.video import write_video
     from backend.io.model_file import read_model
-    from training.clip_eval import render_clip, truth_curves, write_video
+    from backend.model.albedo_model import AlbedoModel
 
     data = read_model(real_model_path)
     truth = truth_curves([str(n) for n in data.expression_names])
     frames = render_clip(data, AlbedoModel.load(), truth)
-    path = write_video(frames, tmp_path_factory.mktemp("clip") / "take.mp4")
+    path = write_video(frames, tmp_path_factory.mktemp("clip") / "take.mp4", FPS)
     return path, frames, truth
 
 
@@ -69,7 +70,7 @@ def test_numbered_frames_and_bad_clips(tmp_path):
     folder = tmp_path / "frames"
     folder.mkdir()
     for n in (10, 9, 100):
-        Image.new("RGB", (8, 8), (n, 0, 0)).save(folder / f"frame_{n}.png")
+        Image.new("RGB", (32, 32), (n, 0, 0)).save(folder / f"frame_{n}.png")
     assert [p.name for p in numbered_frames(folder)] == ["frame_9.png", "frame_10.png", "frame_100.png"]
     info, it = open_clip(folder, fps=12)
     assert info.fps == 12 and [f.time for f in it] == [0, 1 / 12, 2 / 12]
@@ -89,8 +90,8 @@ def test_numbered_frames_and_bad_clips(tmp_path):
 
 
 def test_no_face_in_any_frame(tmp_path):
-    from backend.detect.landmarks import get_provider
     from backend.clip.tracking import track
+    from backend.detect.landmarks import get_provider
 
     folder = tmp_path / "blank"
     folder.mkdir()
@@ -100,6 +101,7 @@ def test_no_face_in_any_frame(tmp_path):
         track(open_clip(folder)[1], get_provider("dlib"))
 
 
+@pytest.mark.slow
 def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_path):
     """End to end through the CLI, thresholds from `python -m training.clip_eval` (same clip, same settings) with
     room for codec and thread differences: the blink, read from the pixels, peaks at frame 12 (measured 0.82 and
@@ -140,9 +142,8 @@ def test_animate_recovers_the_rendered_curves(rendered, real_model_path, tmp_pat
     assert bad.returncode == 1 and "clip not found" in bad.stderr and not (tmp_path / "bad").exists()
 
 
+@pytest.mark.slow
 def test_worker_animate_request(rendered, real_model_path, tmp_path):
-    from test_worker import Worker
-
     path, _, _ = rendered
     w = Worker("--model", str(real_model_path))
     assert w.wait_for(lambda e: e["event"] == "ready")["ok"]
@@ -178,6 +179,7 @@ def test_smoothing_keeps_fast_motion_and_removes_jitter():
     np.testing.assert_array_equal(smooth_signal(blink[:, None], t, 0.0)[:, 0], blink)
 
 
+@pytest.mark.slow
 def test_a_face_lost_mid_clip_is_bridged_and_reported(rendered, real_model_path, tmp_path):
     from backend.io.animation import read_track
 

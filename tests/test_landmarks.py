@@ -19,9 +19,9 @@ from conftest import SHARED_DATA
 from PIL import Image
 
 from backend.detect.align import TEMPLATE_68, align_face, crop_from_box, invert, landmark_box, similarity, warp
+from backend.detect.landmarks import Face, detect_faces, fan_weights_path, get_provider, heatmap_peaks, iou
 from backend.io.errors import MlafaceError
 from backend.io.images import load_image
-from backend.detect.landmarks import Face, detect_faces, fan_weights_path, get_provider, heatmap_peaks, iou
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"

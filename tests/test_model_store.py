@@ -10,10 +10,10 @@ from pathlib import Path
 
 import pytest
 
-from backend.serve.cli import main
 from backend.io.errors import MlafaceError
 from backend.model.facekit import convert
 from backend.model.store import MODEL_ENV, default_model_path, download_model, install_model, resolve_model_path
+from backend.serve.cli import main
 
 
 def test_lookup_order(tiny_facekit, tmp_path, monkeypatch):

@@ -5,26 +5,24 @@ from __future__ import annotations
 import json
 import struct
 import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import torch
-from conftest import SHARED_DATA
+from conftest import MLAFACE, SHARED_DATA
 from PIL import Image
 
-from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
 from backend.io.errors import MlafaceError
-from backend.io.export import EXPORT_PARTS, write_glb, write_obj
 from backend.io.face_result import FORMAT_VERSION, read_result, write_result
+from backend.io.gltf import write_glb
+from backend.io.obj import read_obj, write_obj
+from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
 from backend.reconstruct.fitting import FitConfig, fit
-from backend.io.obj import read_obj
 from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"
-MLAFACE = Path(sys.executable).parent / "mlaface"
 
 
 def pts(name: str) -> np.ndarray:
@@ -143,7 +141,7 @@ def test_glb_has_named_morph_targets_and_texture(takeo, tmp_path):
 def test_obj_keeps_quads_and_leaves_out_helpers(takeo, tmp_path):
     obj, mtl, png = write_obj(takeo, tmp_path / "t.obj")
     mesh = read_obj(obj)
-    exported = np.isin(takeo.material_parts[takeo.polygon_material], EXPORT_PARTS)
+    exported = ~np.isin(takeo.material_roles[takeo.polygon_material], ["cornea", "eye_helper"])  # see-through
     assert len(mesh.polygon_sizes) == exported.sum() and (mesh.polygon_sizes == 4).sum() > 20000
     assert len(mesh.vertices) == len(takeo.vertices)
     np.testing.assert_allclose(mesh.vertices, takeo.expressed_vertices(), atol=2e-6)
@@ -171,9 +169,10 @@ def test_reconstruct_command(real_model_path, tmp_path):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--texture-size", "100"], "--texture-size must be between 512 and 2048"),
+    (["--texture-size", "100"], "--texture-size must be between 256 and 4096, got 100"),
     (["--formats", "npz,fbx"], "unknown output format"),
-    (["--fit-steps", "-1"], "--fit-steps must be 0 or more"),
+    (["--fit-steps", "-1"], "--fit-steps must be between 0 and 10000, got -1"),
+    (["--fit-steps", "1000000"], "--fit-steps must be between 0 and 10000"),
 ])
 def test_reconstruct_option_errors(tmp_path, args, message):
     r = subprocess.run([str(MLAFACE), "reconstruct", "x.jpg", "-o", str(tmp_path / "o"), *args],
@@ -200,7 +199,7 @@ def test_no_face_and_disk_full_leave_nothing_half_written(rec, takeo, tmp_path, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("backend.io.export._png_bytes", disk_full)  # the glb's embedded texture fails
+    monkeypatch.setattr("backend.io.gltf.png_bytes", disk_full)  # the glb's embedded texture fails
     with pytest.raises(MlafaceError, match="could not write the outputs of t"):
         write_outputs(takeo, out, "t", ["npz", "glb"])
     assert list(out.iterdir()) == []  # the npz written before the failure is removed too

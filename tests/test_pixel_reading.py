@@ -7,8 +7,8 @@ import numpy as np
 import pytest
 import torch
 
-from backend.detect.align import similarity
 from backend.clip.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest
+from backend.detect.align import similarity
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
@@ -43,9 +43,9 @@ def test_readings_are_measured_from_the_resting_eye():
 def wink(real_model_path):
     """Four frames of the project's head render: eyes open, the subject's left eye shut, both shut; the jaw open
     at 0.6 with the eyes open."""
-    from backend.model.albedo_model import AlbedoModel
+    from backend.clip.synthetic_clip import render_clip
     from backend.io.model_file import read_model
-    from training.clip_eval import render_clip
+    from backend.model.albedo_model import AlbedoModel
 
     data = read_model(real_model_path)
     names = [str(n) for n in data.expression_names]
@@ -58,25 +58,28 @@ def wink(real_model_path):
     return data, render_clip(data, AlbedoModel.load(), truth)
 
 
+@pytest.mark.slow
 def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     """The head is reconstructed from the open frame; the other frames are read with that head's fit to them
     (landmarks only, as a clip's frames are). The subject's left eye is on the image's right. The jaw: a shut
     mouth is not read (no opening to take the inside's colour from), an open one is (0.40 here for 0.6: one photo's
     identity; on the test clip's 8 keyframes the pixels lift the jaw's peak from 0.42 to 0.56, test_clips.py)."""
-    from backend.reconstruct.fitting import FitConfig, fit
     from backend.detect.landmarks import detect_faces
+    from backend.reconstruct.fitting import FitConfig, fit, start_params
     from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     data, frames = wink
     rec = Reconstructor(ReconstructOptions(model=str(real_model_path), fit_steps=60, texture_size=256,
                                            device="cpu"))
     faces = [detect_faces(rec.provider, f, "wink", False)[0] for f in frames]
-    head = rec.reconstruct_faces([frames[0]], [faces[0]], ["wink"], [0], False, expression_l1=0.03)[0]
+    opened = rec.fit_faces([frames[0]], [faces[0]], False, rec.options.fit_config(w_expression_l1=0.03))
+    head = rec.face_result(opened, 0, frames[0], faces[0], "wink", 0, False, {})
     reader = PixelReader(head, frames[0], data.landmarks_ibug68)
     identity = torch.from_numpy(head.identity)[None].expand(4, -1)
-    fitted = fit(rec.model, list(frames), [f.landmarks for f in faces],
-                 FitConfig(steps=60, rigid_steps=30, w_photo=0.0, w_expression_l1=0.03), identity,
-                 fixed_identity=True)
+    points = [f.landmarks for f in faces]
+    cfg = FitConfig(steps=60, rigid_steps=30, w_photo=0.0, w_expression_l1=0.03)
+    init = start_params(rec.model, points, [f.shape[:2] for f in frames], cfg, identity=identity)
+    fitted = fit(rec.model, list(frames), points, cfg, init, fixed_identity=True).params
     read = [reader.read(frames[i], faces[i].landmarks, fitted.expression[i].numpy(), fitted.rotation[i].numpy(),
                         fitted.translation[i].numpy()) for i in range(4)]
     assert read[0]["eyeBlinkLeft"] < 0.2 and read[0]["eyeBlinkRight"] < 0.2, read[0]

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 import torch
 
-from backend.render.camera import focal_from_fov, project
 from backend.model.face_model import FaceModel
+from backend.render.camera import focal_from_fov, project
 from backend.render.raster import interpolate, rasterize
 from backend.render.shading import ambient_sh, shade, vertex_normals
 

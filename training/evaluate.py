@@ -23,12 +23,13 @@ import torch
 
 from backend.detect.align import crop_from_box
 from backend.io.atomic import write_bytes_atomic
-from backend.render.camera import project
 from backend.io.errors import MlafaceError
-from backend.model.face_model import FaceModel
 from backend.io.images import load_image
+from backend.model.face_model import FaceModel
 from backend.model.store import find_network_weights
-from backend.network.mlanet import MLANet, load_network
+from backend.network.checkpoint import load_network
+from backend.network.mlanet import MLANet
+from backend.render.camera import project, to_camera
 
 from .aflw2000 import REFERENCE_3DDFA_V2, balanced_table, load_samples, nme, nme_3d
 from .plots import ced_plot
@@ -41,8 +42,7 @@ def predict_landmarks(net: MLANet, model: FaceModel, crops: np.ndarray) -> np.nd
     device = next(net.parameters()).device
     x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float() / 255
     p = net(x)
-    verts = model.vertices(p.identity, p.expression)
-    cam = model.landmarks(verts) @ p.rotation.transpose(1, 2) + p.translation[:, None]
+    cam = to_camera(model.landmarks(model.vertices(p.identity, p.expression)), p.rotation, p.translation)
     S = net.cfg.image_size
     px = project(cam, p.focal, (S, S))
     depth = px[..., 2]

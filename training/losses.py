@@ -16,8 +16,8 @@ from dataclasses import dataclass
 
 import torch
 
-from backend.network.mlanet import FaceParams
-from backend.reconstruct.texture import linear_to_srgb
+from backend.io.colour import linear_to_srgb
+from backend.model.params import FaceParams
 
 VERTEX_UNIT = 0.1  # metres
 

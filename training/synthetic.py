@@ -17,14 +17,14 @@ from dataclasses import dataclass
 import torch
 import torch.nn.functional as F
 
+from backend.io.colour import linear_to_srgb
 from backend.model.albedo_model import AlbedoModel
-from backend.render.camera import project
 from backend.model.face_model import FaceModel
-from backend.network.mlanet import CROP_DEPTH, CROP_FOCAL
+from backend.model.pose import euler_to_matrix
+from backend.network.decode import CROP_DEPTH, CROP_FOCAL
+from backend.render.camera import project, to_camera, to_landmark_pixels
+from backend.render.head import FaceRenderer
 from backend.render.shading import ambient_sh
-from backend.reconstruct.texture import linear_to_srgb
-
-from .face_render import FaceRenderer, fill_holes
 
 # facial actions: ARKit shapes that move together, "*" standing for Left and Right
 ACTIONS = (
@@ -36,6 +36,19 @@ ACTIONS = (
     ("cheekPuff*",), ("jawLeft", "mouthLeft"), ("jawRight", "mouthRight"), ("jawForward",), ("mouthClose", "jawOpen"),
     ("eyeLookUp*",), ("eyeLookDown*",), ("eyeLookInLeft", "eyeLookOutRight"), ("eyeLookOutLeft", "eyeLookInRight"),
 )
+
+
+HOLE_KERNEL = 9  # pixels: closes the eye and mouth openings of the face subset at 128 px and above
+
+
+def fill_holes(image: torch.Tensor, mask: torch.Tensor, colour: torch.Tensor) -> torch.Tensor:
+    """The face subset has no eyeballs or mouth interior: pixels inside its openings (uncovered, but inside the
+    mask's morphological closing) get `colour` ([B, 3, 1, 1]) instead of the background.
+    image: [B, 3, S, S]; mask: [B, S, S] bool."""
+    m = mask[:, None].float()
+    k = HOLE_KERNEL
+    closed = -F.max_pool2d(-F.max_pool2d(m, k, 1, k // 2), k, 1, k // 2)
+    return torch.where((closed > 0) & (m == 0), colour.expand_as(image), image)
 
 
 @dataclass(frozen=True)
@@ -61,17 +74,6 @@ def action_matrix(names: list[str]) -> torch.Tensor:
             for side in ("Left", "Right") if "*" in s else ("",):
                 m[a, names.index(s.replace("*", side))] = 1
     return m
-
-
-def euler_to_matrix(pitch: torch.Tensor, yaw: torch.Tensor, roll: torch.Tensor) -> torch.Tensor:
-    """Radians [B] -> [B, 3, 3] model -> camera: roll about z, then yaw about y, then pitch about x (applied
-    to the head as R = Rz @ Ry @ Rx). Positive yaw turns the face towards the camera's right (image right)."""
-    cx, sx, cy, sy, cz, sz = pitch.cos(), pitch.sin(), yaw.cos(), yaw.sin(), roll.cos(), roll.sin()
-    one, zero = torch.ones_like(pitch), torch.zeros_like(pitch)
-    rx = torch.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).view(-1, 3, 3)
-    ry = torch.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).view(-1, 3, 3)
-    rz = torch.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).view(-1, 3, 3)
-    return rz @ ry @ rx
 
 
 class SyntheticFaces:
@@ -177,15 +179,15 @@ class SyntheticFaces:
         rotation = self._pose(B, g, device)
         verts = self.model.vertices(identity, expression)
         translation = self._frame(verts, rotation, g)
-        cam = verts @ rotation.transpose(1, 2) + translation[:, None]
+        cam = to_camera(verts, rotation, translation)
         focal = torch.full((B,), self.focal, device=device)
         sh = self._light(B, g, device)
         face, mask = self.renderer.render(cam, focal, self.albedo(texture), sh, S)
         image = torch.where(mask[:, None], linear_to_srgb(face), self._background(B, g, device))
         image = fill_holes(image, mask, 0.05 + 0.2 * torch.rand(B, 3, 1, 1, generator=g, device=device))
         image = (image + cfg.noise * torch.randn(image.shape, generator=g, device=device)).clamp(0, 1)
-        lm68 = project(self.model.landmarks(cam), focal, (S, S))[..., :2] - 0.5
-        lm21 = project(self.model.landmarks(cam, "aflw21"), focal, (S, S))[..., :2] - 0.5
+        lm68 = to_landmark_pixels(self.model.landmarks(cam), focal, (S, S))
+        lm21 = to_landmark_pixels(self.model.landmarks(cam, "aflw21"), focal, (S, S))
         return {"image": image, "identity": identity, "expression": expression, "texture": texture,
                 "rotation": rotation, "translation": translation, "focal": focal, "sh": sh, "verts_cam": cam,
                 "lm68": lm68, "lm21": lm21, "vis21": torch.ones(B, 21, dtype=torch.bool, device=device)}

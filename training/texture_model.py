@@ -5,9 +5,9 @@
 
 1. Fit the face model to each crop's visible AFLW points (backend.reconstruct.fitting, landmark set "aflw21", with the
    photometric term so the SH light is estimated against a constant albedo); drop fits that stay far off.
-2. Unwrap each crop into the face tile (backend.reconstruct.texture.unwrap): z-buffer visibility, grazing-angle fading, SH
-   shading divided out (de-lighting). Each face also enters mirrored (the tile is mirror-symmetric, u <-> 1 - u)
-   with its own weights, so the model is symmetric and a profile still teaches both halves.
+2. Unwrap each crop into the face tile (backend.reconstruct.texture.unwrap): z-buffer visibility, grazing-angle
+   fading, SH shading divided out (de-lighting). Each face also enters mirrored (the tile is mirror-symmetric,
+   u <-> 1 - u) with its own weights, so the model is symmetric and a profile still teaches both halves.
 3. Weighted PCA that handles unseen texels (EM-PCA, Roweis 1998): fill unseen texels with the current model's
    reconstruction, blended by the visibility weight, and repeat SVD + fill until it settles.
 4. Choose K by prediction, the way the model is used (filling what a photo does not show): on held-out faces,
@@ -28,12 +28,12 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.model.albedo_model import write_albedo_model
 from backend.detect.align import landmark_box
-from backend.model.face_model import FaceModel
-from backend.reconstruct.fitting import FitConfig, fit
 from backend.io.model_file import read_model
+from backend.model.albedo_model import write_albedo_model
+from backend.model.face_model import FaceModel
 from backend.model.store import resolve_model_path
+from backend.reconstruct.fitting import FitConfig, fit
 from backend.reconstruct.texture import TileMesh, unwrap
 
 from .aflw_crops import load_crops
@@ -57,13 +57,13 @@ def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 
     for i in range(0, len(images), batch):
         imgs, pts = list(images[i:i + batch]), list(pts21[i:i + batch])
         r = fit(face, imgs, pts, cfg)
-        cam = model.vertices(r.identity, r.expression) @ r.rotation.transpose(1, 2) + r.translation[:, None]
+        cam = r.params.camera_vertices(model)
         for b in range(len(imgs)):
             if float(r.error_end[b]) > MAX_FIT_ERROR:
                 continue
             box = landmark_box(pts[b][np.isfinite(pts[b]).all(1)])
             with torch.no_grad():
-                a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.focal[b]), r.sh[b], box, size)
+                a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.params.focal[b]), r.params.sh[b], box, size)
             albedos.append(a.permute(2, 0, 1).numpy())
             weights.append(w.numpy())
         log(f"fitted and unwrapped {min(i + batch, len(images))}/{len(images)} crops, kept {len(albedos)} "

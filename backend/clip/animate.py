@@ -4,8 +4,8 @@
 
 1. Track one face through the frames (backend/clip/tracking.py): 68 landmarks per frame, lost frames noted.
 2. Identity: the face model fitted to KEYFRAMES frames spread over the clip at once (one identity, an expression
-   and pose each; backend/reconstruct/fitting.py with shared_identity); the keyframe with the most frontal head, textured,
-   gives the neutral head's FaceResult.
+   and pose each; backend/reconstruct/fitting.py with shared_identity); the keyframe with the most frontal head,
+   textured, gives the neutral head's FaceResult.
 3. Per frame, in batches: expression (53 weights in [0, 1], with a sparsity prior: the fewest shapes that explain
    the points) and pose fitted to the landmarks with that identity fixed.
 4. Blinks and the jaw from the pixels (backend/clip/pixel_reading.py): the lid landmarks rarely close on a blink and
@@ -31,10 +31,14 @@ import numpy as np
 import torch
 
 from ..detect.align import landmark_box
-from ..io.animation import AnimationTrack
-from ..io.face_result import FaceResult
-from ..reconstruct.fitting import FitConfig, fit
 from ..detect.landmarks import Face
+from ..io.animation import AnimationTrack, write_track
+from ..io.errors import MlafaceError, OptionError
+from ..io.face_result import FaceResult, write_result
+from ..io.gltf import write_glb
+from ..io.live_link import write_live_link_csv
+from ..reconstruct.batch import prepare_output
+from ..reconstruct.fitting import FitConfig, fit, start_params
 from .pixel_reading import EYES, FEATURES, PixelReader, from_rest
 from .tracking import TrackedFrame, lost_ranges, track
 from .video import open_clip
@@ -55,6 +59,19 @@ class AnimateOptions:
     step: int = 1
     fit_steps: int = 80  # per frame batch
     batch: int = 32
+
+    def __post_init__(self):
+        if self.fps is not None and not 0 < self.fps <= 1000:
+            raise OptionError("fps", f"must be above 0 and at most 1000, got {self.fps}")
+        if not 0 <= self.smooth <= 1:
+            raise OptionError("smooth", f"must be between 0 and 1, got {self.smooth}")
+        if self.start < 0:
+            raise OptionError("start", f"must be 0 or more, got {self.start}")
+        if self.end is not None and self.end <= self.start:
+            raise OptionError("end", f"must be after start ({self.start}), got {self.end}")
+        for name in ("step", "fit_steps", "batch"):
+            if getattr(self, name) < 1:
+                raise OptionError(name, f"must be 1 or more, got {getattr(self, name)}")
 
 
 def one_euro(x: np.ndarray, t: np.ndarray, min_cutoff: float, beta: float, d_cutoff: float = 1.0) -> np.ndarray:
@@ -123,54 +140,50 @@ def _keyframe_images(clip, options: AnimateOptions, wanted: set[int]) -> dict[in
     return out
 
 
-def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
-            progress: Callable[[str, int, int], None] | None = None) -> tuple[FaceResult, AnimationTrack, dict]:
-    """rec: a backend.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit", "pixels".
-    -> (the neutral head's FaceResult, the track, a report: frames, lost ranges, seconds per stage)."""
-    clip = Path(clip)
-    t0 = time.perf_counter()
-    info, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
-    counter = {"n": 0}
-
-    def tracked(item: TrackedFrame) -> None:
-        counter["n"] += 1
-        if progress:
-            progress("track", counter["n"], max(info.frames // options.step, counter["n"]))
-
-    frames_out = track(frames, rec.provider, max_carry=max(1, round(CARRY_SECONDS * info.fps / options.step)),
-                       progress=tracked, keep_images=False)
-    t1 = time.perf_counter()
-    good = [f for f in frames_out if f.landmarks is not None]
+def _identity(rec, clip: Path, options: AnimateOptions, good: list[TrackedFrame]
+              ) -> tuple[FaceResult, TrackedFrame, np.ndarray, list[int]]:
+    """Step 2: one identity from KEYFRAMES frames spread over the clip -> (the neutral head, textured from the most
+    frontal keyframe, that keyframe, its image, the keyframe numbers)."""
     picks = sorted({good[round(i)].index for i in np.linspace(0, len(good) - 1, min(KEYFRAMES, len(good)))})
     images = _keyframe_images(clip, options, set(picks))
     keys = [f for f in good if f.index in picks]
-    (head,) = rec.reconstruct_faces([images[f.index] for f in keys], _faces(keys, rec.provider.name),
-                                     [str(clip)] * len(keys), [0] * len(keys), True, expression_l1=EXPRESSION_L1,
-                                     frontal_only=True)
-    head_frame = next(f.index for f in keys if np.allclose(f.landmarks, head.landmarks, atol=1e-3))
-    identity = torch.from_numpy(head.identity).to(rec.device)
-    t2 = time.perf_counter()
+    key_images, key_faces = [images[f.index] for f in keys], _faces(keys, rec.provider.name)
+    fitted = rec.fit_faces(key_images, key_faces, True, rec.options.fit_config(w_expression_l1=EXPRESSION_L1))
+    b = int(torch.argmin(fitted.params.rotation[:, :2, 2].norm(dim=1)))  # the nose (+z) nearest the view axis
+    head = rec.face_result(fitted, b, key_images[b], key_faces[b], str(clip), 0, True, {})
+    return head, keys[b], key_images[b], picks
 
-    E = len(head.expression_names)
-    weights = np.zeros((len(good), E), np.float32)
+
+def _fit_frames(rec, head: FaceResult, good: list[TrackedFrame], size: tuple[int, int], options: AnimateOptions,
+                progress) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 3: expression and pose of every tracked frame with the head's identity fixed
+    -> weights [N, E], rotation [N, 3, 3], translation [N, 3]."""
+    identity = torch.from_numpy(head.identity).to(rec.device)
+    weights = np.zeros((len(good), len(head.expression_names)), np.float32)
     rotation = np.zeros((len(good), 3, 3), np.float32)
     translation = np.zeros((len(good), 3), np.float32)
-    size = info.size
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*size, 3))
     cfg = FitConfig(steps=options.fit_steps, rigid_steps=min(30, options.fit_steps // 2), w_photo=0.0,
                     w_expression_l1=EXPRESSION_L1)
     for i in range(0, len(good), options.batch):
-        chunk = good[i:i + options.batch]
-        B = len(chunk)
-        r = fit(rec.model, [blank] * B, [f.landmarks for f in chunk], cfg, identity[None].expand(B, -1),
-                fixed_identity=True)
-        weights[i:i + B] = r.expression.cpu().numpy()
-        rotation[i:i + B] = r.rotation.cpu().numpy()
-        translation[i:i + B] = r.translation.cpu().numpy()
+        points = [f.landmarks for f in good[i:i + options.batch]]
+        B = len(points)
+        init = start_params(rec.model, points, [size] * B, cfg, identity=identity[None].expand(B, -1))
+        p = fit(rec.model, [blank] * B, points, cfg, init, fixed_identity=True).params
+        weights[i:i + B] = p.expression.cpu().numpy()
+        rotation[i:i + B] = p.rotation.cpu().numpy()
+        translation[i:i + B] = p.translation.cpu().numpy()
         if progress:
             progress("fit", i + B, len(good))
-    t3 = time.perf_counter()
-    reader = PixelReader(head, images[head_frame], rec.data.landmarks_ibug68, rec.device)
+    return weights, rotation, translation
+
+
+def _read_pixels(rec, clip: Path, options: AnimateOptions, head: FaceResult, key_image: np.ndarray,
+                 good: list[TrackedFrame], weights: np.ndarray, rotation: np.ndarray, translation: np.ndarray,
+                 progress) -> None:
+    """Step 4: eyeBlinkLeft, eyeBlinkRight and jawOpen read from the frames' pixels, written into weights where
+    the pixels tell (blinks measured from each eye's resting level)."""
+    reader = PixelReader(head, key_image, rec.data.landmarks_ibug68, rec.device)
     row = {f.index: i for i, f in enumerate(good)}
     shapes = [f.shape for f in FEATURES.values()]
     read = np.full((len(good), len(shapes)), np.nan)
@@ -187,14 +200,39 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         value = from_rest(read[:, k]) if feature in EYES else read[:, k]
         e = list(head.expression_names).index(f.shape)
         weights[:, e] = np.where(np.isfinite(value), value, weights[:, e])
+
+
+def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
+            progress: Callable[[str, int, int], None] | None = None) -> tuple[FaceResult, AnimationTrack, dict]:
+    """rec: a backend.reconstruct.pipeline.Reconstructor. progress(stage, done, total) with stage "track", "fit",
+    "pixels". -> (the neutral head's FaceResult, the track, a report: frames, lost ranges, seconds per stage)."""
+    clip = Path(clip)
+    t0 = time.perf_counter()
+    info, frames = open_clip(clip, options.start, options.end, options.step, options.fps)
+    counter = {"n": 0}
+
+    def tracked(item: TrackedFrame) -> None:
+        counter["n"] += 1
+        if progress:
+            progress("track", counter["n"], max(info.frames // options.step, counter["n"]))
+
+    frames_out = track(frames, rec.provider, max_carry=max(1, round(CARRY_SECONDS * info.fps / options.step)),
+                       progress=tracked, keep_images=False)
+    good = [f for f in frames_out if f.landmarks is not None]
+    t1 = time.perf_counter()
+    head, head_frame, key_image, picks = _identity(rec, clip, options, good)
+    t2 = time.perf_counter()
+    weights, rotation, translation = _fit_frames(rec, head, good, info.size, options, progress)
+    t3 = time.perf_counter()
+    _read_pixels(rec, clip, options, head, key_image, good, weights, rotation, translation, progress)
     t4 = time.perf_counter()
 
+    E = len(head.expression_names)
     times = np.array([f.time for f in frames_out])
     known = np.array([f.landmarks is not None for f in frames_out])
     full = np.zeros((len(frames_out), E + 12), np.float64)
     full[known] = np.concatenate([weights, rotation.reshape(-1, 9), translation], 1)
-    full = bridge(times, known, full)
-    full = smooth_signal(full, times, options.smooth)
+    full = smooth_signal(bridge(times, known, full), times, options.smooth)
     anim = AnimationTrack(
         fps=float(info.fps / options.step),
         times=times, frame_index=np.array([f.index for f in frames_out], np.int32),
@@ -203,7 +241,7 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
         translation=full[:, E + 9:].astype(np.float32), tracked=known, source=str(clip.resolve()))
     report = {"frames": len(frames_out), "tracked": int(known.sum()), "lost": lost_ranges(frames_out),
               "carried": int(sum(f.state == "carried" for f in frames_out)), "keyframes": picks,
-              "head_frame": head_frame, "fps": anim.fps,
+              "head_frame": head_frame.index, "fps": anim.fps,
               "seconds": {"track": t1 - t0, "identity": t2 - t1, "fit": t3 - t2, "pixels": t4 - t3}}
     return head, anim, report
 
@@ -211,10 +249,6 @@ def animate(rec, clip: str | Path, options: AnimateOptions = AnimateOptions(),
 def write_clip_outputs(head: FaceResult, anim: AnimationTrack, folder: Path, stem: str) -> list[Path]:
     """OUT/STEM.npz (the neutral head), STEM_anim.npz (the track), STEM.glb (the head with the animation and the
     camera), STEM_livelink.csv. Each file is written atomically; if one fails, the others are removed."""
-    from ..io.animation import write_live_link_csv, write_track
-    from ..io.export import write_glb
-    from ..io.face_result import write_result
-
     jobs = [(folder / f"{stem}.npz", lambda p: write_result(p, head)),
             (folder / f"{stem}_anim.npz", lambda p: write_track(p, anim)),
             (folder / f"{stem}.glb", lambda p: write_glb(head, p, anim)),
@@ -236,9 +270,6 @@ def animate_to_folder(rec, clip: str | Path, output: str | Path, options: Animat
                       ) -> tuple[list[Path], AnimationTrack, dict]:
     """`animate`, then write_clip_outputs into `output` named after the clip (CLI and worker). A missing clip is
     reported before the output folder is made. -> (written files, the track, the report)."""
-    from ..reconstruct.batch import prepare_output
-    from ..io.errors import MlafaceError
-
     clip = Path(clip)
     if not clip.exists():
         raise MlafaceError(f"{clip}: clip not found")

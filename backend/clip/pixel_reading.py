@@ -30,12 +30,13 @@ import torch
 import torch.nn.functional as F
 
 from ..detect.align import similarity
-from ..render.camera import project
+from ..io.colour import srgb_to_linear
 from ..io.face_result import FaceResult
 from ..io.model_file import fan_triangulate
+from ..io.parts import EYE_ROLES
+from ..render.camera import project, to_camera, to_landmark_pixels
 from ..render.raster import interpolate, rasterize, texture
-from ..render.shading import shade, vertex_normals
-from ..reconstruct.texture import srgb_to_linear
+from ..render.shading import shade_fragments
 
 CANDIDATES = torch.linspace(0, 1, 11)
 SHIFT = 3  # window pixels the frame may move against the render
@@ -48,7 +49,8 @@ REST_PERCENTILE = 10
 @dataclass(frozen=True)
 class Feature:
     """shape: the ARKit weight read; anchors: the two iBUG-68 points that place the window (and its warp);
-    inside: the materials of its untextured inside; size: (h, w) window pixels; span: the window's width over
+    inside: the material roles of its untextured inside (io/parts.py), on the subject's `side` (+1 left, x > 0 in
+    model space; -1 right; 0 both); size: (h, w) window pixels; span: the window's width over
     the anchors' distance; drop: the window's centre below the anchors' middle, in window widths; region: metres
     around the anchors' middle whose skin is rendered; focus: window pixels around the open eye that are compared
     (None: the whole window); min_inside: inside pixels the window must show to be read."""
@@ -56,6 +58,7 @@ class Feature:
     shape: str
     anchors: tuple[int, int]
     inside: tuple[str, ...]
+    side: int
     size: tuple[int, int]
     span: float
     drop: float
@@ -66,11 +69,9 @@ class Feature:
 
 # The subject's left eye is on the image's right (iBUG 42-47).
 FEATURES = {
-    "left eye": Feature("eyeBlinkLeft", (42, 45), ("M_ScleraLeft", "M_IrisLeft", "M_PupilLeft"), (32, 48), 1.6,
-                        0.0, 0.03, 4, 40),
-    "right eye": Feature("eyeBlinkRight", (36, 39), ("M_ScleraRight", "M_IrisRight", "M_PupilRight"), (32, 48),
-                         1.6, 0.0, 0.03, 4, 40),
-    "mouth": Feature("jawOpen", (48, 54), ("M_GumsTongue", "M_Teeth"), (48, 48), 2.0, 0.25, 0.045, None, 10),
+    "left eye": Feature("eyeBlinkLeft", (42, 45), EYE_ROLES, 1, (32, 48), 1.6, 0.0, 0.03, 4, 40),
+    "right eye": Feature("eyeBlinkRight", (36, 39), EYE_ROLES, -1, (32, 48), 1.6, 0.0, 0.03, 4, 40),
+    "mouth": Feature("jawOpen", (48, 54), ("mouth", "teeth"), 0, (48, 48), 2.0, 0.25, 0.045, None, 10),
 }
 EYES = ("left eye", "right eye")
 
@@ -92,15 +93,16 @@ class Rig:
 
     def __init__(self, head: FaceResult, landmark_vertices: np.ndarray, device: torch.device | str = "cpu"):
         """landmark_vertices: [68] the face model's iBUG-68 vertex ids (FaceModelData.landmarks_ibug68)."""
-        names = [str(n) for n in head.material_names]
         self.head, self.landmark_vertices = head, landmark_vertices
         corners, polygon = fan_triangulate(head.polygon_sizes)
         tris = head.corner_vertex[corners]
         material = head.polygon_material[polygon]
-        skin = np.array([head.is_textured(m) for m in range(len(names))])[material]
+        skin = np.array([head.is_textured(m) for m in range(len(head.material_roles))])[material]
+        role = head.material_roles[material]
+        side = np.sign(head.vertices[tris, 0].mean(1))  # +1 on the subject's left
         inside_of, near = np.full(len(tris), -1), np.zeros(len(tris), bool)
         for k, feature in enumerate(FEATURES.values()):
-            inside_of[np.isin(material, [names.index(p) for p in feature.inside if p in names])] = k  # old: no pupil
+            inside_of[np.isin(role, feature.inside) & ((side == feature.side) | (feature.side == 0))] = k
             centre = head.vertices[landmark_vertices[list(feature.anchors)]].mean(0)
             near |= (np.linalg.norm(head.vertices[tris] - centre, axis=2) < feature.region).all(1)
         keep = (near & skin) | (inside_of >= 0)
@@ -127,7 +129,7 @@ class Rig:
         inside [B, h, w] bool (the feature's inside), covered [B, h, w] bool), (h, w) = window.size x SUPERSAMPLE."""
         B = weights.shape[0]
         verts = self.vertices + torch.einsum("be,evc->bvc", weights, self.deltas)
-        cam = verts @ rotation.transpose(1, 2) + translation[:, None]
+        cam = to_camera(verts, rotation, translation)
         screen = project(cam, self.focal, self.image_size)
         warp = torch.tensor(window.warp, dtype=cam.dtype, device=self.device)
         origin = torch.tensor(window.origin, dtype=cam.dtype, device=self.device)
@@ -136,8 +138,7 @@ class Rig:
         size = (window.size[0] * SUPERSAMPLE, window.size[1] * SUPERSAMPLE)
         frags = rasterize(screen, self.faces, size)  # no culling: the mouth's inside faces every way
         uv = interpolate(self.corner_uvs.expand(B, -1, -1), frags, self.corner_faces)
-        normals = F.normalize(interpolate(vertex_normals(cam, self.faces), frags, self.faces), dim=-1)
-        colour = shade(texture(self.albedo, uv), normals, self.sh.expand(B, -1))
+        colour = shade_fragments(cam, self.faces, frags, texture(self.albedo, uv), self.sh.expand(B, -1))
         points = interpolate(verts, frags, self.faces)
         inside = (self.inside_of[frags.face_id.clamp(min=0)] == list(FEATURES).index(feature)) & frags.mask
         return colour, points, inside, frags.mask
@@ -147,8 +148,8 @@ class Rig:
         """[2, 2] the feature's anchor points as the posed head shows them, photo pixels (0-based centres)."""
         ids = self.landmark_vertices[list(FEATURES[feature].anchors)]
         verts = self.head.vertices[ids] + np.tensordot(weights, self.head.expression_deltas[:, ids], axes=1)
-        cam = torch.from_numpy((verts @ rotation.T + translation)[None].astype(np.float32))
-        return project(cam, self.focal, self.image_size)[0, :, :2].numpy() - 0.5
+        cam = torch.from_numpy(to_camera(verts, rotation, translation)[None].astype(np.float32))
+        return to_landmark_pixels(cam, self.focal, self.image_size)[0].numpy()
 
 
 def feature_window(landmarks: np.ndarray, feature: str, image_size: tuple[int, int], fitted: np.ndarray
@@ -243,7 +244,7 @@ class PixelReader:
     def _key_colour(self, points: torch.Tensor, eye: str) -> torch.Tensor:
         """[..., 3] model-space eyeball points -> [..., 3] the key image's colour where it shows them."""
         H, W = self.rig.image_size
-        cam = points.reshape(1, -1, 3) @ self.key_rotation.T + self.key_translation
+        cam = to_camera(points.reshape(1, -1, 3), self.key_rotation, self.key_translation)
         warp = self.key_warp[eye]
         pix = project(cam, self.rig.focal, (H, W))[0, :, :2] @ warp[:, :2].T + warp[:, 2]
         grid = torch.stack([pix[:, 0] / W * 2 - 1, pix[:, 1] / H * 2 - 1], -1)

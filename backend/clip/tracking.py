@@ -16,8 +16,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..detect.align import landmark_box
-from ..io.errors import MlafaceError
 from ..detect.landmarks import iou
+from ..io.errors import MlafaceError
 from .video import Frame
 
 MATCH_IOU = 0.3

@@ -120,3 +120,21 @@ def open_clip(path: str | Path, start: int = 0, end: int | None = None, step: in
             raise MlafaceError(f"{path}: the video has no frames")
 
     return info, video_frames()
+
+
+def write_video(frames: np.ndarray, path: str | Path, fps: float) -> Path:
+    """frames [n, H, W, 3] uint8 -> an H.264 .mp4 (yuv420p)."""
+    from fractions import Fraction
+
+    import av
+
+    with av.open(str(path), "w") as out:
+        stream = out.add_stream("libx264", rate=Fraction(fps).limit_denominator(1000))
+        stream.width, stream.height, stream.pix_fmt = frames.shape[2], frames.shape[1], "yuv420p"
+        stream.options = {"crf": "18"}
+        for f in frames:
+            for packet in stream.encode(av.VideoFrame.from_ndarray(f, format="rgb24")):
+                out.mux(packet)
+        for packet in stream.encode():
+            out.mux(packet)
+    return Path(path)

@@ -23,10 +23,11 @@ from torch import nn
 
 from ..io.errors import MlafaceError
 from ..io.npz_file import read_npz, write_npz
+from .store import PACKAGED_WEIGHTS
 
 FORMAT = "mlaface.albedo_model"
 FORMAT_VERSION = 1
-SHIPPED = Path(__file__).resolve().parent / "weights" / "albedo_model.npz"
+SHIPPED = PACKAGED_WEIGHTS / "albedo_model.npz"
 TEXEL_NOISE = 0.05  # linear RGB: how far a photo's de-lit texel may stray from the model (the fit's ridge)
 
 

@@ -17,13 +17,13 @@ from collections.abc import Callable
 from pathlib import Path
 
 from ..io.errors import MlafaceError
-from .facekit import convert
 from ..io.model_file import write_model
+from .facekit import convert
 
 MODEL_ENV = "MLAFACE_MODEL"
 MODEL_FILENAME = "ict-facekit.npz"
 WEIGHTS_ENV = "MLAFACE_WEIGHTS"
-PACKAGED_WEIGHTS = Path(__file__).resolve().parent / "weights"
+PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # backend/weights
 PREFERRED_VARIANTS = ("mlanet_r50", "mlanet_r18")  # the most accurate variant that has weights is used
 
 ICT_FACEKIT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"

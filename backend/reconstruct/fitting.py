@@ -7,34 +7,37 @@ for all photos of a person (`shared_identity`). Terms:
   by the face's size. The jaw contour (iBUG 0-16) weighs less, and on a face turned more than CONTOUR_YAW_DEG the
   contour of the far side is dropped: there the detector follows the silhouette, not fixed points of the face;
 - photometric (optional): the shaded face skin against the photo on a square window around the face, rendered by
-  backend.render at `window` pixels;
+  render/raster.py at `window` pixels;
 - priors: identity and expression towards zero, light towards ambient, focal towards its start.
-The pose starts from a weak-perspective fit of the mean face's landmarks. A fit never ends worse on landmarks than
-it started: if it would, the starting state is returned.
+The fit starts from FaceParams (the network's, moved into the photo camera), or from `start_params`: the mean
+face posed by a weak-perspective fit of its landmarks. A fit never ends worse on landmarks than it started: if it
+would, the starting state is returned.
 
-Camera (camera.py): principal point at the photo centre; landmarks come in photo pixels with 0-based centres
-(landmarks.py), i.e. 0.5 less than camera pixel space.
+Camera (render/camera.py): principal point at the photo centre; landmarks come in photo pixels with 0-based
+centres (detect/landmarks.py): render.camera.to_landmark_pixels.
 """
 
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 
 from ..detect.align import crop_from_box, landmark_box
-from ..render.camera import crop_camera, focal_from_fov, project
+from ..io.colour import srgb_to_linear
 from ..io.errors import MlafaceError
-from ..model.face_model import FaceModel
-from ..render.raster import interpolate, rasterize
-from ..render.shading import ambient_sh, shade, vertex_normals
-from .texture import srgb_to_linear
+from ..model.face_model import LANDMARK_SETS, FaceModel
+from ..model.params import FaceParams
+from ..model.pose import axis_angle_to_matrix
+from ..render.camera import crop_camera, focal_from_fov, project, to_landmark_pixels
+from ..render.raster import rasterize
+from ..render.shading import ambient_sh, shade_fragments
 
 CONTOUR_YAW_DEG = 20.0
 DEFAULT_FOV_DEG = 40.0  # across the longer side: a 50 mm lens on full frame, a sensible portrait guess
+AMBIENT = 0.8  # the light a fit starts from and its prior pulls towards
 
 
 @dataclass(frozen=True)
@@ -54,35 +57,36 @@ class FitConfig:
     fov_deg: float = DEFAULT_FOV_DEG
     landmark_set: str = "ibug68"  # or "aflw21" (AFLW's 21 points; NaN marks a hidden point)
 
+    def __post_init__(self):
+        if self.steps < 0 or self.rigid_steps < 0:
+            raise MlafaceError(f"fitting steps must be 0 or more, got steps={self.steps}, "
+                               f"rigid_steps={self.rigid_steps}")
+        if not self.lr > 0:
+            raise MlafaceError(f"fitting learning rate must be above 0, got {self.lr}")
+        weights = {k: v for k, v in vars(self).items() if k.startswith("w_")}
+        negative = [f"{k}={v}" for k, v in weights.items() if not v >= 0]
+        if negative:
+            raise MlafaceError(f"fitting weights must be 0 or more, got {', '.join(negative)}")
+        if not 8 <= self.window <= 1024:
+            raise MlafaceError(f"fitting window must be 8 to 1024 pixels, got {self.window}")
+        if not 0 < self.fov_deg < 180:
+            raise MlafaceError(f"field of view must be between 0 and 180 degrees, got {self.fov_deg}")
+        if self.landmark_set not in LANDMARK_SETS:
+            raise MlafaceError(f"unknown landmark set {self.landmark_set!r}; choose from {', '.join(LANDMARK_SETS)}")
+
 
 @dataclass(frozen=True)
 class FitResult:
-    """identity: [B, K] (rows equal when shared); expression: [B, E] in [0, 1]; rotation: [B, 3, 3];
-    translation: [B, 3] metres; focal: [B] pixels; sh: [B, 27]; albedo: [B, 3] linear RGB;
+    """params: the fitted FaceParams in the photo cameras (identity rows equal when shared; texture as given);
+    albedo: [B, 3] linear RGB, the constant skin colour of the photometric term;
     landmarks: [B, L, 2] fitted landmarks, photo pixels (0-based centres);
     error_start, error_end: [B] mean landmark error over the given points / sqrt(w * h) of their box"""
 
-    identity: torch.Tensor
-    expression: torch.Tensor
-    rotation: torch.Tensor
-    translation: torch.Tensor
-    focal: torch.Tensor
-    sh: torch.Tensor
+    params: FaceParams
     albedo: torch.Tensor
     landmarks: torch.Tensor
     error_start: torch.Tensor
     error_end: torch.Tensor
-
-
-def axis_angle_to_matrix(w: torch.Tensor) -> torch.Tensor:
-    """[B, 3] axis * angle -> [B, 3, 3] (Rodrigues), smooth at zero."""
-    theta = w.norm(dim=-1, keepdim=True).clamp(min=1e-8)[..., None]
-    k = w / theta[..., 0]
-    K = torch.zeros(w.shape[0], 3, 3, dtype=w.dtype, device=w.device)
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K = K - K.transpose(1, 2)
-    eye = torch.eye(3, dtype=w.dtype, device=w.device).expand_as(K)
-    return eye + torch.sin(theta) * K + (1 - torch.cos(theta)) * (K @ K)
 
 
 def weak_perspective_pose(model_pts: np.ndarray, image_pts: np.ndarray, focal: float,
@@ -121,105 +125,89 @@ def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str
     return w
 
 
+def start_params(model: FaceModel, landmarks: list[np.ndarray], sizes: list[tuple[int, int]],
+                 cfg: FitConfig = FitConfig(), identity: torch.Tensor | None = None,
+                 expression: torch.Tensor | None = None, sh: torch.Tensor | None = None) -> FaceParams:
+    """The fit's start without a network: the given identity [B, K], expression [B, E] and light [B, 27]
+    (default the mean face, no expression, ambient light), posed by `weak_perspective_pose` on the given
+    landmarks (B x [L, 2] photo pixels of cfg.landmark_set, NaN where not seen) in photos of `sizes` (H, W),
+    focal from cfg.fov_deg."""
+    device, dtype = model.mean.device, torch.float32
+    B = len(landmarks)
+    identity = torch.zeros(B, model.n_identity) if identity is None else identity
+    expression = torch.zeros(B, model.n_expression) if expression is None else expression
+    sh = ambient_sh(AMBIENT, B) if sh is None else sh
+    identity, expression, sh = (t.to(device, dtype) for t in (identity, expression, sh))
+    focal = [focal_from_fov(s, cfg.fov_deg) for s in sizes]
+    with torch.no_grad():
+        lm3d = model.landmarks(model.vertices(identity, expression), cfg.landmark_set).cpu().numpy()
+    given = [np.isfinite(x).all(1) for x in landmarks]
+    poses = [weak_perspective_pose(lm3d[b][given[b]], landmarks[b][given[b]], focal[b], sizes[b]) for b in range(B)]
+    return FaceParams(identity=identity, expression=expression,
+                      rotation=torch.tensor(np.stack([p[0] for p in poses]), dtype=dtype, device=device),
+                      translation=torch.tensor(np.stack([p[1] for p in poses]), dtype=dtype, device=device),
+                      focal=torch.tensor(focal, dtype=dtype, device=device), sh=sh)
+
+
 def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray], cfg: FitConfig = FitConfig(),
-        init_identity: torch.Tensor | None = None, init_expression: torch.Tensor | None = None,
-        init_sh: torch.Tensor | None = None, shared_identity: bool = False, fixed_identity: bool = False,
+        init: FaceParams | None = None, shared_identity: bool = False, fixed_identity: bool = False,
         progress=None) -> FitResult:
     """Fit `model` to B photos. images: B x [H, W, 3] uint8; landmarks: B x [L, 2] photo pixels (0-based) of
     cfg.landmark_set (L = 68 or 21), NaN rows for points not seen (at least 4 per photo must be given).
-    init_*: [B, ...] starting values (e.g. from the network), default the mean face, no expression, ambient light.
-    fixed_identity: keep init_identity as it is (a person already known, e.g. from a clip's keyframes).
-    With cfg.w_photo = 0 only the images' sizes are used (np.broadcast_to of a pixel will do).
-    progress(step, steps) is called every 10 steps."""
+    init: where to start, in the photos' cameras (principal points at their centres), default `start_params`;
+    its focal is also the focal prior's centre. fixed_identity: keep init's identity as it is (a person already
+    known, e.g. from a clip's keyframes). With cfg.w_photo = 0 only the images' sizes are used (np.broadcast_to of
+    a pixel will do). progress(step, steps) is called every 10 steps."""
     device, dtype = model.mean.device, torch.float32
     B = len(images)
     sizes = [im.shape[:2] for im in images]
-    kind = cfg.landmark_set
     given = [np.isfinite(x).all(1) for x in landmarks]
     if any(g.sum() < 4 for g in given):
         raise MlafaceError("fitting needs at least 4 visible landmarks per photo")
-    seen = torch.tensor(np.stack(given), dtype=dtype, device=device)  # [B, L]
-    lm = torch.tensor(np.nan_to_num(np.stack(landmarks)), dtype=dtype, device=device)
-    boxes = [landmark_box(x[g]) for x, g in zip(landmarks, given, strict=True)]
-    norm = torch.tensor([math.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in boxes], dtype=dtype, device=device)
-    focal0 = torch.tensor([focal_from_fov(s, cfg.fov_deg) for s in sizes], dtype=dtype, device=device)
-    principal = torch.tensor([[s[1] / 2, s[0] / 2] for s in sizes], dtype=dtype, device=device)
+    init = start_params(model, landmarks, sizes, cfg) if init is None else init.map(lambda t: t.to(device, dtype))
+    term = _LandmarkTerm(model, landmarks, given, sizes, cfg.landmark_set, device)
+    photo = _PhotoTerm(images, term.boxes, model.face_triangles(), cfg.window, device) if cfg.w_photo > 0 else None
 
-    identity0 = init_identity if init_identity is not None else torch.zeros(B, model.n_identity)
-    expression0 = init_expression if init_expression is not None else torch.zeros(B, model.n_expression)
-    sh0 = init_sh if init_sh is not None else ambient_sh(0.8, B)
-    identity0, expression0, sh0 = (t.to(device, dtype) for t in (identity0, expression0, sh0))
-    with torch.no_grad():
-        lm3d = model.landmarks(model.vertices(identity0, expression0), kind).cpu().numpy()
-    poses = [weak_perspective_pose(lm3d[b][given[b]], landmarks[b][given[b]], float(focal0[b]), sizes[b])
-             for b in range(B)]
-    rot0 = torch.tensor(np.stack([p[0] for p in poses]), dtype=dtype, device=device)
-    trans0 = torch.tensor(np.stack([p[1] for p in poses]), dtype=dtype, device=device)
-
-    identity = (identity0.mean(0, keepdim=True) if shared_identity else identity0).clone()
+    identity = (init.identity.mean(0, keepdim=True) if shared_identity else init.identity).clone()
     identity.requires_grad_(not fixed_identity)
-    expression = expression0.clamp(0, 1).clone().requires_grad_()
+    expression = init.expression.clamp(0, 1).clone().requires_grad_()
     omega = torch.zeros(B, 3, dtype=dtype, device=device, requires_grad=True)
-    trans = trans0.clone().requires_grad_()
+    trans = init.translation.clone().requires_grad_()
     log_focal = torch.zeros(B, dtype=dtype, device=device, requires_grad=True)
-    sh = sh0.clone().requires_grad_()
+    sh = init.sh.clone().requires_grad_()
     albedo = torch.full((B, 3), 0.45, dtype=dtype, device=device, requires_grad=True)
 
-    if cfg.w_photo > 0:
-        windows = [crop_from_box(im, b, size=cfg.window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
-        target = srgb_to_linear(torch.tensor(np.stack([w.image for w in windows]), dtype=dtype, device=device) / 255)
-        win_cams = [crop_camera(s, w.to_photo) for s, w in zip(sizes, windows, strict=True)]
-        win_scale = torch.tensor([k for k, _ in win_cams], dtype=dtype, device=device)  # photo px / window px
-        principal_win = torch.tensor([c for _, c in win_cams], dtype=dtype, device=device)
-    skin_faces = model.face_triangles()
-
-    def state():
-        ident = identity.expand(B, -1) if shared_identity else identity
-        rot = axis_angle_to_matrix(omega) @ rot0
-        return ident, expression, rot, trans, focal0 * torch.exp(log_focal)
-
-    def camera_points(ident, expr, rot, t):
-        verts = model.vertices(ident, expr)
-        return verts @ rot.transpose(1, 2) + t[:, None]
-
-    def landmark_error(cam, focal, weights=None):
-        pix = project(model.landmarks(cam, kind), focal, (1, 1), principal)[..., :2] - 0.5
-        dist = (pix - lm).norm(dim=-1) / norm[:, None]
-        weights = seen if weights is None else weights * seen
-        return (dist * weights).sum(1) / weights.sum(1).clamp(min=1e-6), pix
+    def state() -> FaceParams:
+        return replace(init, identity=identity.expand(B, -1) if shared_identity else identity,
+                       expression=expression, rotation=axis_angle_to_matrix(omega) @ init.rotation,
+                       translation=trans, focal=init.focal * torch.exp(log_focal), sh=sh)
 
     with torch.no_grad():
-        ident, expr, rot, t, focal = state()
-        error_start, _ = landmark_error(camera_points(ident, expr, rot, t), focal)
-        start = (ident.clone(), expr.clone(), rot.clone(), t.clone(), focal.clone())
+        start = state().map(lambda t: t.detach().clone())
+        error_start, _ = term.error(start)
 
-    rigid = [omega, trans, log_focal]
-    optim = torch.optim.Adam([{"params": rigid, "lr": cfg.lr},
+    optim = torch.optim.Adam([{"params": [omega, trans, log_focal], "lr": cfg.lr},
                               {"params": [p for p in (identity, expression, sh, albedo) if p.requires_grad],
                                "lr": cfg.lr}])
+    ambient = ambient_sh(AMBIENT, B).to(sh)
     for step in range(cfg.steps):
-        ident, expr, rot, t, focal = state()
-        cam = camera_points(ident, expr, rot, t)
-        lm_err, _ = landmark_error(cam, focal, landmark_weights(rot.detach(), cfg.w_contour, kind))
+        p = state()
+        cam = p.camera_vertices(model)
+        lm_err, _ = term.error(p, cam, landmark_weights(p.rotation.detach(), cfg.w_contour, cfg.landmark_set))
         loss = cfg.w_landmark * lm_err.mean() * 10
         loss = loss + cfg.w_focal * log_focal.square().mean()
         if step >= cfg.rigid_steps:
             loss = loss + cfg.w_identity * identity.square().sum(1).mean()
-            loss = loss + cfg.w_expression * expr.square().sum(1).mean() + cfg.w_expression_l1 * expr.sum(1).mean()
-            loss = loss + cfg.w_light * (sh - ambient_sh(0.8, B).to(sh)).square().sum(1).mean()
-            if cfg.w_photo > 0:
-                screen = project(cam, focal / win_scale, (cfg.window, cfg.window), principal_win)
-                frags = rasterize(screen, skin_faces, (cfg.window, cfg.window), cull_backfaces=True)
-                normals = F.normalize(interpolate(vertex_normals(cam, skin_faces), frags, skin_faces), dim=-1)
-                rendered = shade(albedo[:, None, None, :].expand(-1, cfg.window, cfg.window, -1), normals, sh)
-                mask = frags.mask[..., None].to(dtype)
-                photo_loss = ((rendered - target).abs() * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3 + 1)
-                loss = loss + cfg.w_photo * photo_loss.mean()
+            loss = loss + cfg.w_expression * expression.square().sum(1).mean()
+            loss = loss + cfg.w_expression_l1 * expression.sum(1).mean()
+            loss = loss + cfg.w_light * (sh - ambient).square().sum(1).mean()
+            if photo is not None:
+                loss = loss + cfg.w_photo * photo.error(cam, p.focal, albedo, sh).mean()
         optim.zero_grad()
         loss.backward()
         if step < cfg.rigid_steps:  # pose first: the shape only moves once the head is roughly in place
-            for p in (identity, expression, sh, albedo):
-                p.grad = None
+            for q in (identity, expression, sh, albedo):
+                q.grad = None
         optim.step()
         with torch.no_grad():
             expression.clamp_(0, 1)
@@ -227,18 +215,61 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
             progress(step, cfg.steps)
 
     with torch.no_grad():
-        ident, expr, rot, t, focal = state()
-        error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal)
+        end = state().map(lambda t: t.detach())
+        error_end, pix = term.error(end)
         worse = error_end > error_start
         if worse.any():  # keep the start where fitting did not help
-            si, se, sr, st, sf = start
-            if not shared_identity:
-                ident = torch.where(worse[:, None], si, ident)
-            expr = torch.where(worse[:, None], se, expr)
-            rot = torch.where(worse[:, None, None], sr, rot)
-            t = torch.where(worse[:, None], st, t)
-            focal = torch.where(worse, sf, focal)
-            error_end, pix = landmark_error(camera_points(ident, expr, rot, t), focal)
-    return FitResult(identity=ident.detach(), expression=expr.detach(), rotation=rot.detach(),
-                     translation=t.detach(), focal=focal.detach(), sh=sh.detach(), albedo=albedo.detach(),
-                     landmarks=pix.detach(), error_start=error_start, error_end=error_end)
+            def keep(name: str) -> torch.Tensor:
+                a, b = getattr(start, name), getattr(end, name)
+                return torch.where(worse.view(-1, *([1] * (a.dim() - 1))), a, b)
+
+            changed = ["expression", "rotation", "translation", "focal"] + ([] if shared_identity else ["identity"])
+            end = replace(end, **{name: keep(name) for name in changed})
+            error_end, pix = term.error(end)
+    return FitResult(params=end, albedo=albedo.detach(), landmarks=pix, error_start=error_start,
+                     error_end=error_end)
+
+
+class _LandmarkTerm:
+    """The landmark error of FaceParams against the given points of B photos: mean distance over the given points
+    (optionally weighted) / sqrt(w * h) of their box."""
+
+    def __init__(self, model: FaceModel, landmarks: list[np.ndarray], given: list[np.ndarray],
+                 sizes: list[tuple[int, int]], kind: str, device: torch.device):
+        self.model, self.kind = model, kind
+        self.seen = torch.tensor(np.stack(given), dtype=torch.float32, device=device)  # [B, L]
+        self.points = torch.tensor(np.nan_to_num(np.stack(landmarks)), dtype=torch.float32, device=device)
+        self.boxes = [landmark_box(x[g]) for x, g in zip(landmarks, given, strict=True)]
+        self.norm = torch.tensor([math.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in self.boxes], device=device)
+        self.principal = torch.tensor([[w / 2, h / 2] for h, w in sizes], device=device)
+
+    def error(self, p: FaceParams, cam: torch.Tensor | None = None, weights: torch.Tensor | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ([B] error, [B, L, 2] the model's landmarks in photo pixels); cam: p's camera vertices if known."""
+        cam = p.camera_vertices(self.model) if cam is None else cam
+        pix = to_landmark_pixels(self.model.landmarks(cam, self.kind), p.focal, (1, 1), self.principal)
+        dist = (pix - self.points).norm(dim=-1) / self.norm[:, None]
+        weights = self.seen if weights is None else weights * self.seen
+        return (dist * weights).sum(1) / weights.sum(1).clamp(min=1e-6), pix
+
+
+class _PhotoTerm:
+    """The photometric error: the face skin, shaded with a constant albedo and the fitted light, against square
+    windows of the photos around the faces (linear RGB, mean absolute difference over the covered pixels)."""
+
+    def __init__(self, images: list[np.ndarray], boxes: list, skin: torch.Tensor, window: int, device: torch.device):
+        crops = [crop_from_box(im, b, size=window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
+        self.target = srgb_to_linear(torch.tensor(np.stack([c.image for c in crops]), device=device).float() / 255)
+        cams = [crop_camera(im.shape[:2], c.to_photo) for im, c in zip(images, crops, strict=True)]
+        self.scale = torch.tensor([k for k, _ in cams], device=device)  # photo pixels per window pixel
+        self.principal = torch.tensor([c for _, c in cams], device=device)
+        self.skin, self.size = skin, (window, window)
+
+    def error(self, cam: torch.Tensor, focal: torch.Tensor, albedo: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
+        """cam: [B, V, 3] camera vertices; focal: [B] photo pixels; albedo: [B, 3]; sh: [B, 27] -> [B]."""
+        screen = project(cam, focal / self.scale, self.size, self.principal)
+        frags = rasterize(screen, self.skin, self.size, cull_backfaces=True)
+        colour = albedo[:, None, None, :].expand(-1, *self.size, -1)
+        rendered = shade_fragments(cam, self.skin, frags, colour, sh)
+        mask = frags.mask[..., None].to(rendered.dtype)
+        return ((rendered - self.target).abs() * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3 + 1)

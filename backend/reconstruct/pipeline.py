@@ -18,18 +18,25 @@ import numpy as np
 import torch
 
 from .. import __version__
+from ..detect.align import align_face, landmark_box
+from ..detect.landmarks import PROVIDERS, Face, detect_faces, get_provider
+from ..io.errors import MlafaceError, OptionError
+from ..io.face_result import FaceResult
+from ..io.images import load_image
+from ..io.model_file import read_model
 from ..model.albedo_model import SHIPPED as SHIPPED_ALBEDO
 from ..model.albedo_model import AlbedoModel
-from ..detect.align import align_face, landmark_box
 from ..model.face_model import FaceModel
-from ..io.face_result import FaceResult
-from .fitting import FitConfig, fit
-from ..io.images import load_image
-from ..detect.landmarks import Face, detect_faces, get_provider
-from ..io.model_file import read_model
+from ..model.params import FaceParams
 from ..model.store import find_network_weights, resolve_model_path
-from ..network.mlanet import load_network
+from ..network.checkpoint import load_network
+from ..render.camera import focal_from_fov
+from .fitting import FitConfig, FitResult, fit
 from .texture import TileMesh, extract_texture
+
+DEVICES = ("auto", "cpu", "cuda")
+TEXTURE_SIZES = (256, 4096)
+MAX_FIT_STEPS = 10_000
 
 
 @dataclass(frozen=True)
@@ -42,13 +49,25 @@ class ReconstructOptions:
     model: str | None = None  # face model file (default: $MLAFACE_MODEL, then the cache)
     weights: str | None = None  # network weights (default: $MLAFACE_WEIGHTS, shipped, cache)
 
+    def __post_init__(self):
+        if self.device not in DEVICES:
+            raise OptionError("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
+        if not TEXTURE_SIZES[0] <= self.texture_size <= TEXTURE_SIZES[1]:
+            raise OptionError("texture_size", f"must be between {TEXTURE_SIZES[0]} and {TEXTURE_SIZES[1]}, "
+                                              f"got {self.texture_size}")
+        if not 0 <= self.fit_steps <= MAX_FIT_STEPS:
+            raise OptionError("fit_steps", f"must be between 0 and {MAX_FIT_STEPS}, got {self.fit_steps}")
+        if self.provider not in ("auto", *PROVIDERS):
+            raise OptionError("provider", f"must be auto, {', '.join(PROVIDERS)}, got {self.provider!r}")
+
+    def fit_config(self, **changes) -> FitConfig:
+        return FitConfig(steps=self.fit_steps, **changes)
+
 
 def pick_device(name: str) -> torch.device:
     if name == "auto":
         return torch.device("cuda" if torch.cuda.is_available() else "cpu")
     if name == "cuda" and not torch.cuda.is_available():
-        from ..io.errors import MlafaceError
-
         raise MlafaceError("--device cuda: no CUDA device is available; use --device cpu or auto")
     return torch.device(name)
 
@@ -94,64 +113,72 @@ class Reconstructor:
                                       [str(p) for p in paths], [0] * len(paths), True, detect_s, progress)
 
     @torch.no_grad()
-    def _network_start(self, images: list[np.ndarray], faces: list[Face]):
-        """Identity, expression and light predicted from aligned crops, or None without trained weights."""
+    def network_start(self, images: list[np.ndarray], faces: list[Face], cfg: FitConfig) -> FaceParams | None:
+        """Everything the network predicts from aligned crops of the faces, in the photo cameras (focal from
+        cfg's field of view, the fit's prior); None without trained weights."""
         if self.net is None:
-            return None, None, None
+            return None
         size = self.net.cfg.image_size
-        crops = np.stack([align_face(im, f.landmarks, size).image for im, f in zip(images, faces, strict=True)])
-        x = torch.from_numpy(crops).to(self.device).permute(0, 3, 1, 2).float() / 255
-        p = self.net(x)
-        return p.identity, p.expression, p.sh
+        crops = [align_face(im, f.landmarks, size) for im, f in zip(images, faces, strict=True)]
+        x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2).float() / 255
+        sizes = [im.shape[:2] for im in images]
+        focal = torch.tensor([focal_from_fov(s, cfg.fov_deg) for s in sizes], device=self.device)
+        return self.net(x).crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal)
+
+    def fit_faces(self, images: list[np.ndarray], faces: list[Face], shared: bool, cfg: FitConfig | None = None,
+                  progress=None, seconds: dict | None = None) -> FitResult:
+        """The face model fitted to faces already found (images [H, W, 3] uint8 and their Face), from the
+        network's prediction where there is a network; shared: one identity for all. cfg: default from the
+        options (fit_steps). seconds: gets "network" and "fit", per face."""
+        cfg = cfg or self.options.fit_config()
+        t0 = time.perf_counter()
+        init = self.network_start(images, faces, cfg)
+        t1 = time.perf_counter()
+        fitted = fit(self.model, images, [f.landmarks for f in faces], cfg, init, shared_identity=shared,
+                     progress=progress)
+        if seconds is not None:
+            seconds.update(network=(t1 - t0) / len(images), fit=(time.perf_counter() - t1) / len(images))
+        return fitted
+
+    def face_result(self, fitted: FitResult, b: int, image: np.ndarray, face: Face, path: str, index: int,
+                    shared: bool, seconds: dict[str, float]) -> FaceResult:
+        """Row b of a fit as a FaceResult: the texture unwrapped from its photo (image, face as fitted), the
+        source path and face index, whether the identity was shared, `seconds` per stage before this one (the
+        texture's time is added)."""
+        t0 = time.perf_counter()
+        p, d = fitted.params, self.data
+        neutral = self.model.vertices(p.identity[b:b + 1], torch.zeros_like(p.expression[b:b + 1]))[0]
+        cam = p.rows(slice(b, b + 1)).camera_vertices(self.model)[0]
+        tex = extract_texture(image, cam, self.tile_mesh, float(p.focal[b]), p.sh[b], landmark_box(face.landmarks),
+                              self.options.texture_size, self.albedo_model)
+        meta = {
+            "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
+            "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,
+            "same_person": shared,
+            "landmark_nme_start": float(fitted.error_start[b]), "landmark_nme_end": float(fitted.error_end[b]),
+            "device": str(self.device), "seconds": {**seconds, "texture": time.perf_counter() - t0},
+            "model_source": d.source,
+        }
+
+        def row(t: torch.Tensor) -> np.ndarray:
+            return t[b].cpu().numpy().astype(np.float32)
+
+        return FaceResult(
+            vertices=neutral.cpu().numpy().astype(np.float32),
+            polygon_sizes=d.polygon_sizes, corner_vertex=d.corner_vertex, corner_uv=d.corner_uv,
+            polygon_material=d.polygon_material, material_names=d.material_names, material_roles=d.material_roles,
+            material_parts=d.material_parts, expression_names=d.expression_names,
+            expression_deltas=d.expression_basis, expression_weights=row(p.expression), rotation=row(p.rotation),
+            translation=row(p.translation), focal=float(p.focal[b]), image_size=np.array(image.shape[:2], np.int32),
+            texture=tex, texture_tile=self.tile_mesh.tile, landmarks=face.landmarks.astype(np.float32),
+            fitted_landmarks=row(fitted.landmarks), identity=row(p.identity), sh=row(p.sh),
+            photo=str(Path(path).resolve()), face_index=int(index), metadata=json.dumps(meta))
 
     def reconstruct_faces(self, images: list[np.ndarray], faces: list[Face], paths: list[str], indices: list[int],
-                          shared: bool, detect_s: float = 0.0, progress=None, expression_l1: float = 0.0,
-                          frontal_only: bool = False) -> list[FaceResult]:
+                          shared: bool, detect_s: float = 0.0, progress=None) -> list[FaceResult]:
         """Faces already found (images [H, W, 3] uint8, their Face, source path and face index) -> FaceResults;
-        shared: one identity for all; expression_l1: the fit's sparsity prior on expressions (clips use it);
-        frontal_only: all faces are fitted, but only the one whose head is turned least is returned (and
-        textured): a clip's neutral head from its keyframes."""
-        t0 = time.perf_counter()
-        identity, expression, sh = self._network_start(images, faces)
-        t1 = time.perf_counter()
-        cfg = FitConfig(steps=self.options.fit_steps, w_expression_l1=expression_l1)
-        fitted = fit(self.model, images, [f.landmarks for f in faces], cfg, identity, expression, sh,
-                     shared_identity=shared, progress=progress)
-        t2 = time.perf_counter()
-        d, results = self.data, []
-        neutral = self.model.vertices(fitted.identity, torch.zeros_like(fitted.expression))
-        expressed = self.model.vertices(fitted.identity, fitted.expression)
-        cam = expressed @ fitted.rotation.transpose(1, 2) + fitted.translation[:, None]
-        chosen = range(len(images))
-        if frontal_only:
-            chosen = [int(torch.argmin(fitted.rotation[:, :2, 2].norm(dim=1)))]  # the nose (+z) nearest the view axis
-        for b in chosen:
-            image, face = images[b], faces[b]
-            t3 = time.perf_counter()
-            tex = extract_texture(image, cam[b], self.tile_mesh, float(fitted.focal[b]), fitted.sh[b],
-                                  landmark_box(face.landmarks), self.options.texture_size, self.albedo_model)
-            meta = {
-                "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
-                "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,
-                "same_person": shared, "landmark_nme_start": float(fitted.error_start[b]),
-                "landmark_nme_end": float(fitted.error_end[b]), "device": str(self.device),
-                "seconds": {"detect": detect_s, "network": (t1 - t0) / len(images), "fit": (t2 - t1) / len(images),
-                            "texture": time.perf_counter() - t3},
-                "model_source": d.source,
-            }
-            results.append(FaceResult(
-                vertices=neutral[b].cpu().numpy().astype(np.float32),
-                polygon_sizes=d.polygon_sizes, corner_vertex=d.corner_vertex, corner_uv=d.corner_uv,
-                polygon_material=d.polygon_material, material_names=d.material_names,
-                material_parts=d.material_parts, expression_names=d.expression_names,
-                expression_deltas=d.expression_basis,
-                expression_weights=fitted.expression[b].cpu().numpy().astype(np.float32),
-                rotation=fitted.rotation[b].cpu().numpy().astype(np.float32),
-                translation=fitted.translation[b].cpu().numpy().astype(np.float32),
-                focal=float(fitted.focal[b]), image_size=np.array(image.shape[:2], np.int32), texture=tex,
-                texture_tile=self.tile_mesh.tile, landmarks=face.landmarks.astype(np.float32),
-                fitted_landmarks=fitted.landmarks[b].cpu().numpy().astype(np.float32),
-                identity=fitted.identity[b].cpu().numpy().astype(np.float32),
-                sh=fitted.sh[b].cpu().numpy().astype(np.float32), photo=str(Path(paths[b]).resolve()),
-                face_index=int(indices[b]), metadata=json.dumps(meta)))
-        return results
+        shared: one identity for all."""
+        seconds = {"detect": detect_s}
+        fitted = self.fit_faces(images, faces, shared, progress=progress, seconds=seconds)
+        return [self.face_result(fitted, b, images[b], faces[b], paths[b], indices[b], shared, seconds)
+                for b in range(len(images))]

@@ -52,6 +52,23 @@ def project(verts_cam: torch.Tensor, focal: torch.Tensor | float, image_size: tu
     return torch.stack([x, y, depth], dim=-1)
 
 
+def to_camera(verts: torch.Tensor, rotation: torch.Tensor, translation: torch.Tensor) -> torch.Tensor:
+    """Model space to camera space, camera_point = rotation @ model_point + translation (io/face_result.py).
+
+    verts: [B, V, 3] metres (or [V, 3]); rotation: [B, 3, 3] (or [3, 3]); translation: [B, 3] metres (or [3])
+    -> [B, V, 3] metres, camera space. torch tensors or numpy arrays alike.
+    """
+    return verts @ rotation.swapaxes(-1, -2) + translation[..., None, :]
+
+
+def to_landmark_pixels(verts_cam: torch.Tensor, focal: torch.Tensor | float, image_size: tuple[int, int],
+                       principal: torch.Tensor | None = None) -> torch.Tensor:
+    """Camera space to landmark pixels: 0-based pixel centres, (0, 0) the centre of the top-left pixel, the
+    convention of detected landmarks (detect/landmarks.py) and crops (detect/align.py); `project`'s pixel space
+    less half a pixel. Arguments as `project` -> [B, V, 2]."""
+    return project(verts_cam, focal, image_size, principal)[..., :2] - 0.5
+
+
 def crop_camera(image_size: tuple[int, int], to_photo) -> tuple[float, tuple[float, float]]:
     """The photo camera seen through a square, axis-aligned crop (backend.align.crop_from_box), whose pixel (x, y)
     shows photo pixel to_photo @ (x, y, 1) in 0-based centres: returns (k, principal), k photo pixels per crop

@@ -24,7 +24,7 @@ import torch.nn.functional as F
 
 from ..io.errors import MlafaceError
 
-__all__ = ["Fragments", "rasterize", "interpolate", "texture", "pixel_mask"]
+__all__ = ["Fragments", "rasterize", "interpolate", "texture"]
 
 _EMPTY = torch.iinfo(torch.int64).max
 
@@ -224,8 +224,3 @@ def texture(tex: torch.Tensor, uv: torch.Tensor) -> torch.Tensor:
     grid = torch.stack([2 * u - 1, 1 - 2 * v], dim=-1).to(tex.dtype)
     out = F.grid_sample(tex, grid, mode="bilinear", padding_mode="border", align_corners=False)
     return out.permute(0, 2, 3, 1)
-
-
-def pixel_mask(frags: Fragments, triangle_mask: torch.Tensor) -> torch.Tensor:
-    """[B, H, W] bool: pixels whose visible triangle is selected by triangle_mask ([F] bool), e.g. face skin."""
-    return frags.mask & triangle_mask[frags.face_id.clamp(min=0)]

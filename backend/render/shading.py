@@ -13,8 +13,10 @@ from __future__ import annotations
 import math
 
 import torch
+import torch.nn.functional as F
 
 from ..io.errors import MlafaceError
+from .raster import Fragments, interpolate
 
 SH_COEFFS = 27
 _Y00 = 0.5 * math.sqrt(1 / math.pi)
@@ -69,3 +71,14 @@ def vertex_normals(verts: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
     for k in range(3):
         n = n.index_add(1, faces[:, k], face_n)
     return torch.nn.functional.normalize(n, dim=-1, eps=1e-12)
+
+
+def shade_fragments(cam_verts: torch.Tensor, faces: torch.Tensor, frags: Fragments, albedo: torch.Tensor,
+                    sh: torch.Tensor) -> torch.Tensor:
+    """The shaded colour of a rasterized mesh: per-pixel normals interpolated from the vertex normals of `faces`.
+
+    cam_verts: [B, V, 3] metres, camera space; faces: [F, 3] int64, the triangles `frags` was rasterized from;
+    albedo: [B, H, W, 3] linear RGB per pixel; sh: [B, 27] -> [B, H, W, 3] linear RGB (0 normals where uncovered).
+    """
+    normals = F.normalize(interpolate(vertex_normals(cam_verts, faces), frags, faces), dim=-1)
+    return shade(albedo, normals, sh)

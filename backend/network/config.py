@@ -1,0 +1,46 @@
+"""Network architectures: NetworkConfig and the named variants (`create_network(name)` in mlanet.py)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from ..io.errors import MlafaceError
+
+
+@dataclass(frozen=True)
+class NetworkConfig:
+    """Architecture and output sizes; the parameter vector's layout is decode.param_layout."""
+
+    name: str = "mlanet_r50"
+    block: str = "bottleneck"  # "bottleneck" (ResNet-50 style) or "basic" (ResNet-18 style)
+    depths: tuple[int, ...] = (3, 4, 6, 3)
+    widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck blocks output 4x these
+    stem_width: int = 64
+    channel_attention: bool = True
+    spatial_attention: bool = True  # large-kernel attention after each stage
+    fusion: bool = True
+    fusion_width: int = 256
+    head_width: int = 512
+    image_size: int = 224
+    n_identity: int = 100
+    n_expression: int = 53
+    n_texture: int = 80
+    drop: float = 0.0
+
+    def __post_init__(self):
+        if self.block not in ("basic", "bottleneck") or len(self.depths) != 4 or len(self.widths) != 4:
+            raise MlafaceError(f"bad network config: block {self.block!r}, {len(self.depths)} stages (need 4)")
+        if self.image_size < 32:
+            raise MlafaceError(f"bad network config: image_size {self.image_size} (32 pixels or more)")
+        if not 0 <= self.drop < 1:
+            raise MlafaceError(f"bad network config: drop {self.drop} (from 0 to below 1)")
+
+
+VARIANTS = {
+    "mlanet_r50": NetworkConfig(),
+    "mlanet_r18": NetworkConfig(name="mlanet_r18", block="basic", depths=(2, 2, 2, 2), fusion_width=128,
+                                head_width=256),
+    "mlanet_tiny": NetworkConfig(name="mlanet_tiny", block="basic", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128),
+                                 stem_width=16, fusion_width=32, head_width=64, image_size=64),
+}
+DEFAULT_VARIANT = "mlanet_r50"

@@ -1,0 +1,37 @@
+"""The network's parameter vector and the fixed maps that turn it into model/params.FaceParams, in the crop camera
+the network sees: focal CROP_FOCAL at 224 pixels, principal point at the crop centre."""
+
+from __future__ import annotations
+
+import torch
+
+from ..model.params import FaceParams
+from ..model.pose import rotation_from_6d
+from ..render.shading import ambient_sh
+from .config import NetworkConfig
+
+CROP_FOCAL = 1015.0  # pixels at 224 x 224 (a 12.6 degree field of view): the crop camera of Deep3DFaceRecon
+CROP_DEPTH = 1.0  # metres: at CROP_FOCAL the mean face then fills the canonical crop framing (backend.align)
+
+
+def param_layout(cfg: NetworkConfig) -> dict[str, int]:
+    """Attribute -> width of its slice of the parameter vector, in vector order."""
+    return {"identity": cfg.n_identity, "expression": cfg.n_expression, "texture": cfg.n_texture,
+            "rotation": 6, "translation": 3, "log_focal": 1, "sh": 27}
+
+
+def decode_params(raw: torch.Tensor, cfg: NetworkConfig) -> FaceParams:
+    """The fixed maps from the parameter vector to FaceParams. A zero vector is the mean face, no expression,
+    frontal at CROP_DEPTH, ambient light: heads start there."""
+    parts = dict(zip(param_layout(cfg), raw.split(list(param_layout(cfg).values()), dim=1), strict=True))
+    eye6 = raw.new_tensor([1.0, 0, 0, 0, 1.0, 0])
+    t = parts["translation"]
+    return FaceParams(
+        identity=parts["identity"],
+        expression=torch.sigmoid(parts["expression"] - 4.0),  # 0.018 at zero
+        texture=parts["texture"],
+        rotation=rotation_from_6d(parts["rotation"] + eye6),
+        translation=torch.stack([0.1 * t[:, 0], 0.1 * t[:, 1], -CROP_DEPTH * torch.exp(0.2 * t[:, 2])], dim=1),
+        focal=CROP_FOCAL * (cfg.image_size / 224) * torch.exp(0.2 * parts["log_focal"][:, 0]),
+        sh=ambient_sh(0.8, raw.shape[0]).to(raw) + parts["sh"],
+    )
