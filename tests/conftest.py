@@ -1,11 +1,14 @@
-"""Shared fixtures: the data folder beside the repo, the real face model converted once per session, and a tiny
-hand-made ICT-FaceKit-like OBJ set."""
+"""Shared fixtures and helpers: the data folder beside the repo, the real face model converted once per session, a
+tiny hand-made ICT-FaceKit-like OBJ set, and a `mlaface worker` subprocess driver."""
 
 from __future__ import annotations
 
 import json
 import os
+import subprocess
 import sys
+import threading
+import time
 from pathlib import Path
 
 import numpy as np
@@ -14,6 +17,7 @@ import pytest
 REPO = Path(__file__).resolve().parents[1]
 SHARED_DATA = REPO.parent / "shared" / "data"
 FACEKIT_ARCHIVE = SHARED_DATA / "ict-facekit" / "FaceXModel.tar.xz"
+MLAFACE = Path(sys.executable).parent / "mlaface"
 
 
 @pytest.fixture(autouse=True)
@@ -128,6 +132,38 @@ def make_tiny_facekit(folder: Path) -> Path:
 @pytest.fixture
 def tiny_facekit(tmp_path) -> Path:
     return make_tiny_facekit(tmp_path / "FaceXModel")
+
+
+# --- the worker subprocess ---------------------------------------------------------------------------------
+
+class Worker:
+    """A worker subprocess with a reader thread collecting its events."""
+
+    def __init__(self, *args: str):
+        self.proc = subprocess.Popen([str(MLAFACE), "worker", "--device", "cpu", *args], stdin=subprocess.PIPE,
+                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
+        self.events: list[dict] = []
+        self._reader = threading.Thread(target=self._read, daemon=True)
+        self._reader.start()
+
+    def _read(self) -> None:
+        for line in self.proc.stdout:
+            self.events.append(json.loads(line))
+
+    def send(self, message: dict | str) -> None:
+        from backend.io.worker_protocol import encode
+
+        self.proc.stdin.write(message if isinstance(message, str) else encode(message))
+        self.proc.stdin.flush()
+
+    def wait_for(self, predicate, timeout: float = 120.0) -> dict:
+        end = time.monotonic() + timeout
+        while time.monotonic() < end:
+            for e in list(self.events):
+                if predicate(e):
+                    return e
+            time.sleep(0.05)
+        raise AssertionError(f"no such event within {timeout} s; got {self.events}")
 
 
 # --- bpy at exit ------------------------------------------------------------------------------------------------

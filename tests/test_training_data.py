@@ -9,8 +9,9 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
-from backend.model.albedo_model import AlbedoModel
 from backend.io.errors import MlafaceError
+from backend.model.albedo_model import AlbedoModel
+from backend.network.mlanet import create_network
 from training.aflw_crops import AFLW21_FLIP
 from training.config import load_config
 from training.losses import LossWeights, landmark_loss, total
@@ -145,3 +146,26 @@ def test_rigid_alignment_and_3d_error():
     assert nme_3d(moved, gt, gt[:, :2]) < 1e-9
     mirrored = gt * [1, 1, -1]  # a reflection is not a rigid motion: it must stay an error
     assert nme_3d(mirrored, gt, gt[:, :2]) > 0.05
+
+
+def test_config_rejects_values_out_of_range():
+    with pytest.raises(MlafaceError, match=r"\[run\] steps must be 1 or more, got 0"):
+        load_config("tiny_smoke", {"run.steps": 0})
+    with pytest.raises(MlafaceError, match="synthetic_share must be between 0 and 1, got 1.5"):
+        load_config("tiny_smoke", {"run.synthetic_share": 1.5})
+    with pytest.raises(MlafaceError, match="bad network config: image_size 8"):
+        create_network("mlanet_tiny", image_size=8)
+
+
+def test_non_finite_loss_stops_with_its_step_and_terms():
+    """The guard keeps the first bad step on the device (no sync per step) and raises when checked."""
+    from training.train import FiniteGuard, NonFiniteLoss
+
+    guard = FiniteGuard(torch.device("cpu"))
+    for step in range(3):
+        guard.watch(step, {"landmark": torch.tensor(0.5), "photometric": torch.tensor(0.2)})
+    guard.check()
+    guard.watch(3, {"landmark": torch.tensor(0.4), "photometric": torch.tensor(float("nan"))})
+    guard.watch(4, {"landmark": torch.tensor(float("inf")), "photometric": torch.tensor(0.1)})
+    with pytest.raises(NonFiniteLoss, match=r"step 3: the loss is not finite \(landmark=0.4, photometric=nan\)"):
+        guard.check()

@@ -15,11 +15,11 @@ import pytest
 import torch
 from conftest import REPO, SHARED_DATA
 
-from backend.network.mlanet import load_network
+from backend.network.checkpoint import load_network
 
 CROPS = SHARED_DATA / "aflw-crops"
 AFLW2000 = SHARED_DATA / "aflw2000-3d-dev"
-pytestmark = pytest.mark.skipif(not CROPS.is_dir(), reason=f"{CROPS} is absent")
+pytestmark = [pytest.mark.skipif(not CROPS.is_dir(), reason=f"{CROPS} is absent"), pytest.mark.slow]
 
 
 def train_cmd(out, model, *extra):

@@ -3,49 +3,16 @@ status, a reconstruct cancelled mid-batch, shutdown; and a worker whose model ca
 
 from __future__ import annotations
 
-import json
-import subprocess
 import sys
-import threading
-import time
 from pathlib import Path
 
 import pytest
-from conftest import SHARED_DATA
+from conftest import SHARED_DATA, Worker
 
 from backend.io.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"
-MLAFACE = Path(sys.executable).parent / "mlaface"
-
-
-class Worker:
-    """A worker subprocess with a reader thread collecting its events."""
-
-    def __init__(self, *args: str):
-        self.proc = subprocess.Popen([str(MLAFACE), "worker", "--device", "cpu", *args], stdin=subprocess.PIPE,
-                                     stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, bufsize=1)
-        self.events: list[dict] = []
-        self._reader = threading.Thread(target=self._read, daemon=True)
-        self._reader.start()
-
-    def _read(self) -> None:
-        for line in self.proc.stdout:
-            self.events.append(json.loads(line))
-
-    def send(self, message: dict | str) -> None:
-        self.proc.stdin.write(message if isinstance(message, str) else encode(message))
-        self.proc.stdin.flush()
-
-    def wait_for(self, predicate, timeout: float = 120.0) -> dict:
-        end = time.monotonic() + timeout
-        while time.monotonic() < end:
-            for e in list(self.events):
-                if predicate(e):
-                    return e
-            time.sleep(0.05)
-        raise AssertionError(f"no such event within {timeout} s; got {self.events}")
 
 
 def test_protocol_lines():
@@ -86,6 +53,22 @@ def test_worker_session(real_model_path, tmp_path):
     written = sorted(p.name for p in out.iterdir())
     assert "takeo.npz" in written and "lenna.npz" not in written  # stopped before the last photo
     assert not any(name.endswith(".partial") for name in written)
+
+    for rid, options, message in [
+            ("o1", {"fit_steps": -5, "texture_size": 1000000000}, "texture_size must be between 256 and 4096"),
+            ("o2", {"fit_steps": 20000}, "fit_steps must be between 0 and 10000, got 20000"),
+            ("o3", {"fit_steps": "ten"}, "option fit_steps: expected int, got 'ten'"),
+            ("o4", {"all_faces": 1}, "option all_faces: expected bool, got 1"),
+            ("o5", {"colour": "red"}, "unknown option(s) colour")]:
+        w.send({"id": rid, "cmd": "reconstruct", "photos": photos[:1], "output": str(tmp_path / rid),
+                "options": options})
+        assert message in w.wait_for(lambda e, rid=rid: e["id"] == rid and e["event"] == "error")["message"]
+        assert w.wait_for(lambda e, rid=rid: e["id"] == rid and e["event"] == "done")["ok"] == 0
+        assert not (tmp_path / rid).exists()  # refused before anything was made
+    w.send({"id": "o6", "cmd": "animate", "clip": photos[0], "output": str(tmp_path / "o6"),
+            "options": {"smooth": 3}})
+    assert "smooth must be between 0 and 1, got 3.0" in w.wait_for(
+        lambda e: e["id"] == "o6" and e["event"] == "error")["message"]
 
     w.send({"id": "r2", "cmd": "reconstruct", "photos": [str(tmp_path / "missing.jpg")], "output": str(out)})
     err = w.wait_for(lambda e: e["id"] == "r2" and e["event"] == "error")

@@ -40,6 +40,22 @@ class RunConfig:
     eval_every: int = 200
     compile: bool = False
     device: str = "auto"
+    imagenet: bool = True  # the backbone starts from torchvision's ImageNet weights where the torch cache has them
+
+    def __post_init__(self):
+        problems = [f"{name} must be 1 or more, got {getattr(self, name)}"
+                    for name in ("steps", "batch", "checkpoint_every", "log_every", "eval_every")
+                    if getattr(self, name) < 1]
+        if not 0 <= self.synthetic_share <= 1:
+            problems.append(f"synthetic_share must be between 0 and 1, got {self.synthetic_share}")
+        if not self.lr > 0 or self.weight_decay < 0 or self.warmup < 0 or not self.grad_clip > 0:
+            problems.append("lr and grad_clip must be above 0, weight_decay and warmup 0 or more")
+        if self.photo_size < 0:
+            problems.append(f"photo_size must be 0 (the network's input size) or more, got {self.photo_size}")
+        if self.device not in ("auto", "cpu", "cuda"):
+            problems.append(f"device must be auto, cpu or cuda, got {self.device!r}")
+        if problems:
+            raise MlafaceError("[run] " + "; ".join(problems))
 
 
 @dataclass(frozen=True)

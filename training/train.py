@@ -11,41 +11,42 @@ optimizer and the step, and `--resume` continues exactly where the run was kille
 wrapped in DistributedDataParallel (NCCL on CUDA, gloo on CPU); rank 0 alone logs, evaluates and writes files.
 On CUDA: bf16 autocast and channels_last; `compile = true` in [run] adds torch.compile.
 
-Run folder: checkpoint.pt (resume state), best.pt and last.pt (network only: backend.network.mlanet.load_network),
+Run folder: checkpoint.pt (resume state), best.pt and last.pt (network only: backend.network.checkpoint.load_network),
 log.csv, tensorboard/ (when tensorboard is installed), curve.png, config.json.
 """
 
 from __future__ import annotations
 
 import argparse
-import csv
 import json
 import math
 import os
 import sys
 import time
 from contextlib import nullcontext
-from dataclasses import fields, replace
 from pathlib import Path
 
 import torch
 import torch.distributed as dist
 from torch import nn
 
-from backend.model.albedo_model import AlbedoModel
 from backend.io.atomic import atomic_path
-from backend.render.camera import project
 from backend.io.errors import MlafaceError
+from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
-from backend.network.mlanet import FaceParams, MLANet, create_network, decode_params, save_checkpoint
+from backend.network.checkpoint import load_imagenet_backbone, save_checkpoint
+from backend.network.decode import decode_params
+from backend.network.mlanet import MLANet, create_network
+from backend.render.camera import to_landmark_pixels
+from backend.render.head import FaceRenderer
 
 from . import losses
 from .aflw_crops import load_crops
-from .commands import add_train_arguments
+from .arguments import add_train_arguments
 from .config import TrainConfig, load_config
-from .face_render import FaceRenderer
 from .plots import training_curve
 from .real_data import RealFaces, batch_indices, framing_zoom
+from .run_log import RunLog
 from .synthetic import SyntheticFaces
 
 
@@ -57,12 +58,7 @@ class RawParams(nn.Module):
         self.net = net
 
     def forward(self, image: torch.Tensor) -> torch.Tensor:
-        return self.net.forward_head(self.net.forward_features(image))
-
-
-def _rows(p: FaceParams, rows: slice) -> FaceParams:
-    """The predictions of some of the batch's faces."""
-    return replace(p, **{f.name: getattr(p, f.name)[rows] for f in fields(p)})
+        return self.net.forward_raw(image)
 
 
 def step_seed(seed: int, step: int, rank: int) -> int:
@@ -74,21 +70,6 @@ def learning_rate(cfg: TrainConfig, step: int) -> float:
     if step < r.warmup:
         return r.lr * (step + 1) / r.warmup
     return r.lr * 0.5 * (1 + math.cos(math.pi * (step - r.warmup) / max(1, r.steps - r.warmup)))
-
-
-class Progress:
-    """One line on stderr: step, loss, images per second, time left."""
-
-    def __init__(self, total: int, start_step: int):
-        self.total, self.start, self.t0 = total, start_step, time.perf_counter()
-
-    def update(self, step: int, loss: float, rate: float) -> None:
-        done = step + 1
-        frac = done / self.total
-        left = (self.total - done) * (time.perf_counter() - self.t0) / max(1, done - self.start)
-        bar = "#" * int(24 * frac)
-        print(f"\rstep {done}/{self.total} [{bar:<24}] loss {loss:.4f} {rate:6.1f} img/s "
-              f"{int(left // 60):3d}:{int(left % 60):02d} left", end="", file=sys.stderr, flush=True)
 
 
 class Trainer:
@@ -114,7 +95,9 @@ class Trainer:
         variant = net_cfg.pop("variant")
         self.albedo = AlbedoModel.load(albedo_path).to(self.device)
         net_cfg.setdefault("n_texture", self.albedo.n_components)
-        self.net = create_network(variant, **net_cfg).to(self.device)
+        self.net = create_network(variant, **net_cfg)
+        imagenet = load_imagenet_backbone(self.net) if cfg.run.imagenet else None
+        self.net = self.net.to(self.device)
         self.size = self.net.cfg.image_size
         self.photo_size = cfg.run.photo_size or self.size
         self.model = FaceModel.load(model_path).face_subset().to(self.device)
@@ -148,7 +131,9 @@ class Trainer:
         if self.rank == 0:
             self.log(f"{self.net.cfg.name}: {sum(p.numel() for p in self.net.parameters()) / 1e6:.1f} M parameters, "
                      f"{self.size}px; {len(self.real)} training crops, {len(self.val)} validation crops "
-                     f"(framing zoom {zoom:.3f}); {self.world} rank(s) on {self.device}")
+                     f"(framing zoom {zoom:.3f}); {self.world} rank(s) on {self.device}; backbone "
+                     + (f"from ImageNet ({imagenet})" if imagenet else "from scratch (no ImageNet weights in the "
+                        "torch hub cache)" if cfg.run.imagenet else "from scratch"))
 
     # --- state ---------------------------------------------------------------------------------------------
 
@@ -191,10 +176,9 @@ class Trainer:
 
     def geometry(self, p) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> camera-space vertices [B, V, 3], lm68 and lm21 [B, L, 2] crop pixels (0-based)."""
-        verts = self.model.vertices(p.identity, p.expression)
-        cam = verts @ p.rotation.transpose(1, 2) + p.translation[:, None]
-        lm68 = project(self.model.landmarks(cam), p.focal, (self.size, self.size))[..., :2] - 0.5
-        lm21 = project(self.model.landmarks(cam, "aflw21"), p.focal, (self.size, self.size))[..., :2] - 0.5
+        cam = p.camera_vertices(self.model)
+        lm68 = to_landmark_pixels(self.model.landmarks(cam), p.focal, (self.size, self.size))
+        lm21 = to_landmark_pixels(self.model.landmarks(cam, "aflw21"), p.focal, (self.size, self.size))
         return cam, lm68, lm21
 
     def losses(self, syn: dict, real: dict) -> dict[str, torch.Tensor]:
@@ -213,8 +197,8 @@ class Trainer:
         terms["landmark_syn21"] = losses.landmark_loss(lm21[:n], syn["lm21"], syn["vis21"], S)
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
         terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
-        terms.update(losses.parameter_losses(_rows(p, slice(None, n)), syn))
-        terms.update(losses.prior_losses(_rows(p, slice(n, None))))
+        terms.update(losses.parameter_losses(p.rows(slice(None, n)), syn))
+        terms.update(losses.prior_losses(p.rows(slice(n, None))))
         if self.cfg.loss.photometric > 0:
             ps = self.photo_size
             scale = ps / S
@@ -252,82 +236,93 @@ class Trainer:
 
     def train(self, progress: bool = True) -> dict:
         cfg = self.cfg.run
-        writer, csv_file, csv_writer = None, None, None
+        log = None
         if self.rank == 0:
             self.out.mkdir(parents=True, exist_ok=True)
             (self.out / "config.json").write_text(json.dumps(self.cfg.to_dict(), indent=2))
-            try:
-                from torch.utils.tensorboard import SummaryWriter
-
-                writer = SummaryWriter(str(self.out / "tensorboard"), purge_step=self.step)
-            except ImportError:
-                self.log("tensorboard is not installed: logging to log.csv only")
-            new = not (self.out / "log.csv").is_file()
-            csv_file = open(self.out / "log.csv", "a", newline="")  # noqa: SIM115 (closed below)
-            csv_writer = csv.writer(csv_file)
-            if new:
-                csv_writer.writerow(["step", "seconds", "lr", "loss", "images_per_s", "val_nme21", "terms"])
-        bar = Progress(cfg.steps, self.step) if progress and self.rank == 0 else None
+            log = RunLog(self.out, self.step, cfg.steps, progress, self.log)
+        guard = FiniteGuard(self.device)
         self.net.train()
         t_log, images = time.perf_counter(), 0
         start = time.perf_counter()
         try:
             while self.step < cfg.steps:
                 lr = learning_rate(self.cfg, self.step)
-                for group in self.optim.param_groups:
-                    group["lr"] = lr
-                syn, real = self.batch(self.step)
-                terms = self.losses(syn, real)
-                loss = losses.total(terms, self.cfg.loss)
-                self.optim.zero_grad(set_to_none=True)
-                loss.backward()
-                nn.utils.clip_grad_norm_(self.net.parameters(), cfg.grad_clip)
-                self.optim.step()
+                terms, loss = self.train_step(lr, guard)
                 images += cfg.batch * self.world
                 self.step += 1
+                logged = self.step % cfg.log_every == 0
+                evaluated = self.step % cfg.eval_every == 0 or self.step == cfg.steps
+                saved = self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps
+                if not self.cuda or logged or evaluated or saved:  # where the loop syncs anyway
+                    guard.check()
                 val = None
-                if self.rank == 0 and (self.step % cfg.eval_every == 0 or self.step == cfg.steps):
+                if self.rank == 0 and evaluated:
                     val = self.validate()
                     if val < self.best:
                         self.best = val
                         save_checkpoint(self.out / "best.pt", self.net, step=self.step, val_nme21=val)
-                if self.rank == 0 and (self.step % cfg.log_every == 0 or val is not None):
-                    if self.cuda:
-                        torch.cuda.synchronize()
+                if log and (logged or val is not None):
                     rate = images / (time.perf_counter() - t_log)
                     t_log, images = time.perf_counter(), 0
-                    values = {k: float(v.detach()) for k, v in terms.items()}
-                    csv_writer.writerow([self.step, f"{time.perf_counter() - start:.1f}", f"{lr:.3g}",
-                                         f"{float(loss.detach()):.5f}", f"{rate:.1f}",
-                                         "" if val is None else f"{val:.3f}", json.dumps(values)])
-                    csv_file.flush()
-                    if writer:
-                        writer.add_scalar("loss/total", float(loss.detach()), self.step)
-                        for k, v in values.items():
-                            writer.add_scalar(f"loss/{k}", v, self.step)
-                        writer.add_scalar("lr", lr, self.step)
-                        writer.add_scalar("images_per_s", rate, self.step)
-                        if val is not None:
-                            writer.add_scalar("val/nme21", val, self.step)
-                    if bar:
-                        bar.update(self.step - 1, float(loss.detach()), rate)
-                if self.step % cfg.checkpoint_every == 0 or self.step == cfg.steps:
+                    log.row(self.step, lr, float(loss), rate, val, {k: float(v) for k, v in terms.items()})
+                if saved:
                     self.save()
                     if self.rank == 0:
                         training_curve(self.out / "log.csv", self.out / "curve.png")
         finally:
-            if bar:
-                print(file=sys.stderr)
-            if writer:
-                writer.close()
-            if csv_file:
-                csv_file.close()
+            if log:
+                log.close()
         if self.rank == 0:
             save_checkpoint(self.out / "last.pt", self.net, step=self.step, val_nme21=self.best)
         if self.distributed:
             dist.barrier()
             dist.destroy_process_group()
         return {"steps": self.step, "best_val_nme21": self.best, "seconds": time.perf_counter() - start}
+
+    def train_step(self, lr: float, guard: FiniteGuard) -> tuple[dict[str, torch.Tensor], torch.Tensor]:
+        """One optimiser step at learning rate lr -> (the loss terms, the total), detached, on the device."""
+        for group in self.optim.param_groups:
+            group["lr"] = lr
+        syn, real = self.batch(self.step)
+        terms = self.losses(syn, real)
+        loss = losses.total(terms, self.cfg.loss)
+        guard.watch(self.step, terms)
+        self.optim.zero_grad(set_to_none=True)
+        loss.backward()
+        nn.utils.clip_grad_norm_(self.net.parameters(), self.cfg.run.grad_clip)
+        self.optim.step()
+        return {k: v.detach() for k, v in terms.items()}, loss.detach()
+
+
+class NonFiniteLoss(MlafaceError):
+    """A loss term became NaN or infinite: the step and the terms say where."""
+
+
+class FiniteGuard:
+    """Watches the loss terms for NaN and inf without a device sync per step: the first bad step and its terms
+    stay on the device until `check` (called where the loop syncs anyway; every step on the CPU) raises
+    NonFiniteLoss. Checkpoints are written only after a check, so a run never saves weights a bad step touched."""
+
+    def __init__(self, device: torch.device):
+        self.bad_step = torch.tensor(-1, device=device)
+        self.bad_terms: torch.Tensor | None = None
+        self.names: list[str] = []
+
+    def watch(self, step: int, terms: dict[str, torch.Tensor]) -> None:
+        values = torch.stack([v.detach().float().reshape(()) for v in terms.values()])
+        if self.bad_terms is None:
+            self.names, self.bad_terms = list(terms), torch.zeros_like(values)
+        first = (self.bad_step < 0) & ~torch.isfinite(values).all()
+        self.bad_step = torch.where(first, step, self.bad_step)
+        self.bad_terms = torch.where(first, values, self.bad_terms)
+
+    def check(self) -> None:
+        step = int(self.bad_step)
+        if step >= 0:
+            terms = ", ".join(f"{n}={float(v):.4g}" for n, v in zip(self.names, self.bad_terms, strict=True))
+            raise NonFiniteLoss(f"step {step}: the loss is not finite ({terms}); try a lower run.lr or "
+                                f"run.grad_clip, or --resume from the last checkpoint")
 
 
 def parse_overrides(items: list[str]) -> dict:

@@ -14,9 +14,11 @@ from collections.abc import Callable, Iterator
 from pathlib import Path
 
 from ..io.errors import MlafaceError
-from ..io.export import write_glb, write_obj, write_overlay
 from ..io.face_result import FaceResult, write_result
+from ..io.gltf import write_glb
 from ..io.images import load_image
+from ..io.obj import write_obj
+from ..render.overlay import write_overlay
 from .pipeline import Reconstructor
 
 FORMATS = ("npz", "obj", "glb", "overlay")

@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 
 from .. import __version__
-from ..io.errors import MlafaceError
+from ..io.errors import MlafaceError, OptionError
 
 PLUGIN_GROUP = "mlaface.commands"
 
@@ -66,7 +66,8 @@ def cmd_model_info(args: argparse.Namespace) -> None:
     print("materials:      " + ", ".join(f"{name} ({part})" for name, part in parts))
     print("units and axes: metres; +x subject's left, +y up, +z out of the face")
     from ..model.store import find_network_weights
-    from ..network.mlanet import VARIANTS, describe
+    from ..network.complexity import describe
+    from ..network.config import VARIANTS
 
     print("networks (weights: --weights > $MLAFACE_WEIGHTS > shipped > cache; the first variant with weights runs):")
     used = find_network_weights(None, args.weights)
@@ -81,9 +82,9 @@ def cmd_model_info(args: argparse.Namespace) -> None:
 def cmd_landmarks(args: argparse.Namespace) -> int:
     import json
 
+    from ..detect.landmarks import detect_faces, get_provider
     from ..io.atomic import write_bytes_atomic
     from ..io.images import find_photos, load_image
-    from ..detect.landmarks import detect_faces, get_provider
 
     provider = get_provider(args.provider)
     photos = find_photos(args.photos)
@@ -116,23 +117,20 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch
     from ..io.images import find_photos
+    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch
     from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     formats = parse_formats(args.formats)
-    if not 512 <= args.texture_size <= 2048:
-        raise MlafaceError(f"--texture-size must be between 512 and 2048, got {args.texture_size}")
-    if args.fit_steps < 0:
-        raise MlafaceError(f"--fit-steps must be 0 or more, got {args.fit_steps}")
+    options = flag_options(ReconstructOptions, device=args.device, fit_steps=args.fit_steps,
+                           texture_size=args.texture_size, provider=args.provider, all_faces=args.all_faces,
+                           model=args.model, weights=args.weights)
     photos = find_photos(args.photos)
     if not photos:
         raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
     folder = prepare_output(args.output)
     start = time.perf_counter()
-    rec = Reconstructor(ReconstructOptions(device=args.device, fit_steps=args.fit_steps,
-                                           texture_size=args.texture_size, provider=args.provider,
-                                           all_faces=args.all_faces, model=args.model, weights=args.weights))
+    rec = Reconstructor(options)
     print(f"mlaface {__version__}: {len(photos)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
           f"network: {rec.weights or 'no trained weights (fitting only)'}", file=sys.stderr)
     faces, failures = 0, []
@@ -163,13 +161,13 @@ def cmd_animate(args: argparse.Namespace) -> int:
     from ..clip.animate import AnimateOptions, animate_to_folder
     from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
-    if not 0 <= args.smooth <= 1:
-        raise MlafaceError(f"--smooth must be between 0 and 1, got {args.smooth}")
+    options = flag_options(AnimateOptions, fps=args.fps, smooth=args.smooth, start=args.start, end=args.end,
+                           step=args.step)
     if not Path(args.clip).exists():  # before the models load
         raise MlafaceError(f"{args.clip}: clip not found")
     start = time.perf_counter()
-    rec = Reconstructor(ReconstructOptions(device=args.device, provider=args.provider, model=args.model,
-                                           weights=args.weights, texture_size=1024))
+    rec = Reconstructor(flag_options(ReconstructOptions, device=args.device, provider=args.provider,
+                                     model=args.model, weights=args.weights))
 
     stage_start = {}
 
@@ -181,7 +179,6 @@ def cmd_animate(args: argparse.Namespace) -> int:
         rate = done / max(time.perf_counter() - stage_start[stage], 1e-6)
         _progress_bar(done, total, f"{stage} {rate:5.1f} frames/s", start)
 
-    options = AnimateOptions(fps=args.fps, smooth=args.smooth, start=args.start, end=args.end, step=args.step)
     written, anim, report = animate_to_folder(rec, args.clip, args.output, options, progress)
     print(file=sys.stderr)
     seconds = time.perf_counter() - start
@@ -197,8 +194,16 @@ def cmd_worker(args: argparse.Namespace) -> int:
     from ..reconstruct.pipeline import ReconstructOptions
     from .worker import serve
 
-    return serve(sys.stdin, sys.stdout, ReconstructOptions(device=args.device, provider=args.provider,
-                                                           model=args.model, weights=args.weights))
+    return serve(sys.stdin, sys.stdout, flag_options(ReconstructOptions, device=args.device, provider=args.provider,
+                                                     model=args.model, weights=args.weights))
+
+
+def flag_options(cls, **values):
+    """An options dataclass from command-line values; a value out of range is reported as its flag."""
+    try:
+        return cls(**values)
+    except OptionError as e:
+        raise e.as_flag() from None
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -236,7 +241,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, folders or glob patterns")
     rc.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
     rc.add_argument("--fit-steps", type=int, default=150, help="test-time fitting iterations (0: none)")
-    rc.add_argument("--texture-size", type=int, default=1024, help="texture side in pixels, 512-2048")
+    rc.add_argument("--texture-size", type=int, default=1024, help="texture side in pixels, 256-4096")
     rc.add_argument("--formats", default="npz,obj,glb,overlay", help="comma-separated: npz, obj, glb, overlay")
     rc.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
     rc.add_argument("--same-person", action="store_true",
