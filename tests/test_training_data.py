@@ -16,6 +16,7 @@ from training.aflw_crops import AFLW21_FLIP
 from training.config import load_config
 from training.losses import LossWeights, landmark_loss, total
 from training.real_data import RealFaces, batch_indices
+from training.teacher_labels import IBUG68_FLIP
 from training.texture_model import em_pca
 
 CROPS = SHARED_DATA / "aflw-crops"
@@ -99,6 +100,25 @@ def test_augmentation_moves_points_with_the_image():
         assert (peak - b["lm21"][i, 14]).norm() < 1.6, (peak, b["lm21"][i, 14])
         assert not b["vis21"][i, 12] or not b["vis21"][i, 16]  # the hidden ear stays hidden (maybe mirrored)
     assert list(AFLW21_FLIP[AFLW21_FLIP]) == list(range(21))
+
+
+def test_68_point_labels_move_with_the_image():
+    """The teacher's labels ride the same augmentation: the nose tip (iBUG 30, on the midline) stays on the dot, and
+    a mirrored crop's weights swap sides with its points."""
+    images, pts = _crops_with_dots()
+    labels = np.random.default_rng(1).uniform(30, 90, size=(4, 68, 2)).astype(np.float32)
+    labels[:, 30] = pts[:, 14]
+    weights = np.tile(np.linspace(0.1, 1.0, 68, dtype=np.float32), (4, 1))
+    real = RealFaces(images, pts, 96, labels68=(labels, weights))
+    b = real.sample(torch.arange(4), torch.Generator().manual_seed(2))
+    for i in range(4):
+        img = b["image"][i].mean(0)
+        peak = torch.nonzero(img == img.max())[0].flip(0).float()
+        assert (peak - b["lm68"][i, 30]).norm() < 1.6
+        mirrored = not torch.allclose(b["w68"][i], torch.from_numpy(weights[i]))
+        assert torch.allclose(b["w68"][i], torch.from_numpy(weights[i][IBUG68_FLIP] if mirrored else weights[i]))
+    with pytest.raises(MlafaceError, match="3 68-point labels for 4 crops"):
+        RealFaces(images, pts, 96, labels68=(labels[:3], weights[:3]))
 
 
 def test_batches_are_sharded_and_cover_an_epoch():

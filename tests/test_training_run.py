@@ -62,6 +62,18 @@ def test_smoke_run_writes_a_usable_network(smoke_run):
     assert (out / "checkpoint.pt").stat().st_mtime_ns == before
 
 
+def test_init_starts_from_earlier_weights(smoke_run, real_model_path, tmp_path):
+    """A run that continues in a new sitting: --init takes a network file's weights, refuses another
+    architecture's."""
+    r = run(train_cmd(tmp_path / "next", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
+                      "run.steps=2"))
+    assert r.returncode == 0, r.stderr
+    assert f"initialised from {smoke_run[0] / 'best.pt'}" in r.stderr
+    other = run(train_cmd(tmp_path / "other", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
+                          "network.fusion=false"))
+    assert other.returncode == 1 and "another architecture" in other.stderr
+
+
 def test_kill_and_resume_continues_exactly(smoke_run, real_model_path, tmp_path):
     out = tmp_path / "killed"
     env = {**os.environ, "OMP_NUM_THREADS": "1"}

@@ -63,6 +63,7 @@ class DataConfig:
     crops: str = "../shared/data/aflw-crops"
     limit: int = 0  # 0 = all crops
     val_count: int = 500  # the last crops (file order), never trained on
+    labels: str = ""  # 68-point teacher labels of the crops (training/teacher_labels.py); "" = none
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.io.errors import MlafaceError
+
 from .aflw_crops import AFLW21_FLIP
+from .teacher_labels import IBUG68_FLIP
 
 EYE_CENTRES = (7, 10)  # AFLW-21: left and right eye centres
 MOUTH_CENTRE = 18
@@ -48,22 +51,32 @@ def framing_zoom(crop_pts: np.ndarray, crop_size: int, model_pts: np.ndarray, mo
 
 class RealFaces:
     """images: [N, h, w, 3] uint8; pts21: [N, 21, 2] float32 (NaN hidden); size: output side; zoom: see
-    framing_zoom; device: where the tensors live and augmentation runs."""
+    framing_zoom; device: where the tensors live and augmentation runs. labels68: optional 68-point labels of the
+    crops (training/teacher_labels.py): (points [N, 68, 2] crop pixels, weights [N, 68] in [0, 1])."""
 
     def __init__(self, images: np.ndarray, pts21: np.ndarray, size: int, zoom: float = 1.0,
-                 cfg: AugmentConfig = AugmentConfig(), device: str | torch.device = "cpu"):
+                 cfg: AugmentConfig = AugmentConfig(), device: str | torch.device = "cpu",
+                 labels68: tuple[np.ndarray, np.ndarray] | None = None):
         self.images = torch.from_numpy(images).to(device).permute(0, 3, 1, 2).contiguous()  # uint8
         self.visible = torch.from_numpy(np.isfinite(pts21).all(-1)).to(device)
         self.points = torch.from_numpy(np.nan_to_num(pts21)).to(device)
         self.size, self.zoom, self.cfg = size, zoom, cfg
         self.flip_index = torch.from_numpy(AFLW21_FLIP).to(device)
+        self.labels68 = None
+        if labels68 is not None:
+            points, weights = labels68
+            if len(points) != len(images):
+                raise MlafaceError(f"{len(points)} 68-point labels for {len(images)} crops")
+            self.labels68 = (torch.from_numpy(np.ascontiguousarray(points, np.float32)).to(device),
+                             torch.from_numpy(np.ascontiguousarray(weights, np.float32)).to(device))
+            self.flip68 = torch.from_numpy(IBUG68_FLIP).to(device)
 
     def __len__(self) -> int:
         return len(self.images)
 
     def sample(self, index: torch.Tensor, g: torch.Generator, augment: bool = True) -> dict[str, torch.Tensor]:
         """index: [B] crop ids -> image [B, 3, S, S] sRGB in [0, 1], lm21 [B, 21, 2] output pixels (0-based
-        centres), vis21 [B, 21] bool."""
+        centres), vis21 [B, 21] bool; with labels, lm68 [B, 68, 2] and w68 [B, 68] too."""
         cfg, S, device = self.cfg, self.size, self.images.device
         B = len(index)
         src = self.images[index].float() / 255
@@ -92,10 +105,16 @@ class RealFaces:
         pts, vis = self.points[index], self.visible[index]
         pts = torch.where(flip[:, None, None], pts[:, self.flip_index], pts)
         vis = torch.where(flip[:, None], vis[:, self.flip_index], vis)
-        pts = (pts - c_src[:, None]) @ torch.linalg.inv(A).transpose(1, 2) + c_out
+        to_out = torch.linalg.inv(A).transpose(1, 2)
+        out = {"lm21": (pts - c_src[:, None]) @ to_out + c_out, "vis21": vis}
+        if self.labels68 is not None:
+            p68, w68 = self.labels68[0][index], self.labels68[1][index]
+            p68 = torch.where(flip[:, None, None], p68[:, self.flip68], p68)
+            out["w68"] = torch.where(flip[:, None], w68[:, self.flip68], w68)
+            out["lm68"] = (p68 - c_src[:, None]) @ to_out + c_out
         if augment:
             image = self._colour(image, g)
-        return {"image": image.clamp(0, 1), "lm21": pts, "vis21": vis}
+        return {"image": image.clamp(0, 1), **out}
 
     def _colour(self, image: torch.Tensor, g: torch.Generator) -> torch.Tensor:
         cfg, B, device = self.cfg, image.shape[0], image.device

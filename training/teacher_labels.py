@@ -32,7 +32,7 @@ import numpy as np
 
 from backend.detect.align import warp
 from backend.io.errors import MlafaceError
-from backend.io.npz_file import write_npz
+from backend.io.npz_file import read_npz, write_npz
 
 from .aflw_crops import load_crops
 from .teacher import SIZE, Teacher
@@ -50,6 +50,19 @@ AUGMENTS = ((1.0, 0, 0, False), (1.0, 0, 0, True), (0.92, 0, 0, False), (1.08, 0
 SPREAD_UNIT = 1.5  # crop pixels of spread at which the confidence is 1/2
 DROP_NME = 0.10
 YAW_BINS = ((0, 30), (30, 60), (60, 90))
+
+
+def read_labels(path: str | Path, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The labels file for crops `names` (in that order) -> (points [N, 68, 2], weights [N, 68]: confidence times
+    the crop's weight)."""
+    a = read_npz(path, FORMAT, FORMAT_VERSION, "teacher labels file", ["names", "points", "confidence", "weight"],
+                 "; make it again with `python -m training.teacher_labels`")
+    row = {str(n): i for i, n in enumerate(a["names"])}
+    missing = [str(n) for n in names if str(n) not in row]
+    if missing:
+        raise MlafaceError(f"{path}: no labels for {len(missing)} crops (e.g. {missing[0]})")
+    order = np.array([row[str(n)] for n in names])
+    return a["points"][order], (a["confidence"] * a["weight"][:, None])[order]
 
 
 def augment_map(zoom: float, dx: float, dy: float, mirrored: bool) -> np.ndarray:

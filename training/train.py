@@ -34,7 +34,7 @@ from backend.io.atomic import atomic_path
 from backend.io.errors import MlafaceError
 from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
-from backend.network.checkpoint import load_imagenet_backbone, save_checkpoint
+from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint
 from backend.network.decode import decode_params
 from backend.network.mlanet import MLANet, create_network
 from backend.render.camera import to_landmark_pixels
@@ -48,6 +48,7 @@ from .plots import training_curve
 from .real_data import RealFaces, batch_indices, framing_zoom
 from .run_log import RunLog
 from .synthetic import SyntheticFaces
+from .teacher_labels import read_labels
 
 
 class RawParams(nn.Module):
@@ -105,10 +106,11 @@ class Trainer:
 
         names, images, pts, _ = load_crops(cfg.data.crops, cfg.data.limit or None)
         n_val = min(cfg.data.val_count, len(names) // 5)
-        self.real = RealFaces(images[:len(names) - n_val], pts[:len(names) - n_val], self.size, 1.0, cfg.augment,
-                              self.device)
-        self.val = RealFaces(images[len(names) - n_val:], pts[len(names) - n_val:], self.size, 1.0, cfg.augment,
-                             self.device)
+        labels = read_labels(cfg.data.labels, names) if cfg.data.labels else None
+        cut = len(names) - n_val
+        self.real = RealFaces(images[:cut], pts[:cut], self.size, 1.0, cfg.augment, self.device,
+                              (labels[0][:cut], labels[1][:cut]) if labels else None)
+        self.val = RealFaces(images[cut:], pts[cut:], self.size, 1.0, cfg.augment, self.device)
         backgrounds = self.real.images
         self.synth = SyntheticFaces(self.model, self.albedo, self.size, backgrounds, cfg.synthetic)
         probe = self.synth.sample(256, torch.Generator(self.device).manual_seed(cfg.run.seed))
@@ -136,6 +138,17 @@ class Trainer:
                         "torch hub cache)" if cfg.run.imagenet else "from scratch"))
 
     # --- state ---------------------------------------------------------------------------------------------
+
+    def init_from(self, path: str | Path) -> None:
+        """Start from a network file's weights (an earlier run's best.pt, or shipped weights) of the same
+        architecture; the optimiser and the step start anew."""
+        other = load_network(path)
+        if other.cfg != self.net.cfg:
+            raise MlafaceError(f"{path}: a {other.cfg.name} network of another architecture than the config's "
+                               f"{self.net.cfg.name} ({other.cfg} vs {self.net.cfg})")
+        self.net.load_state_dict(other.state_dict())
+        if self.rank == 0:
+            self.log(f"initialised from {path}")
 
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
@@ -196,6 +209,8 @@ class Trainer:
                                                                                         dtype=torch.bool), S)
         terms["landmark_syn21"] = losses.landmark_loss(lm21[:n], syn["lm21"], syn["vis21"], S)
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
+        if "lm68" in real:  # the teacher's labels, weighted by their confidence
+            terms["landmark_real68"] = losses.landmark_loss(lm68[n:], real["lm68"], real["w68"], S)
         terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
         terms.update(losses.parameter_losses(p.rows(slice(None, n)), syn))
         terms.update(losses.prior_losses(p.rows(slice(n, None))))
@@ -346,8 +361,11 @@ def run(args: argparse.Namespace) -> int:
     if not args.resume and (args.out / "checkpoint.pt").is_file():
         raise MlafaceError(f"{args.out} holds a run already: pass --resume to continue it, or another --out")
     trainer = Trainer(cfg, args.out, args.model, args.albedo, log=lambda m: print(m, file=sys.stderr))
-    if args.resume and trainer.resume() and trainer.rank == 0:
-        print(f"resumed at step {trainer.step}", file=sys.stderr)
+    if args.resume and trainer.resume():
+        if trainer.rank == 0:
+            print(f"resumed at step {trainer.step}", file=sys.stderr)
+    elif args.init:
+        trainer.init_from(args.init)
     result = trainer.train(progress=not args.no_progress)
     if trainer.rank == 0:
         print(json.dumps(result))
