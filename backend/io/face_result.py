@@ -120,8 +120,8 @@ class FaceResult:
             problems.append("polygons refer to missing vertices")
         if self.rotation.shape != (3, 3) or self.translation.shape != (3,) or self.image_size.shape != (2,):
             problems.append("pose or camera has the wrong shape")
-        if roles_problem(self.material_roles, self.material_names):
-            problems.append(roles_problem(self.material_roles, self.material_names))
+        if problem := roles_problem(self.material_roles, self.material_names):
+            problems.append(problem)
         if self.texture.ndim != 3 or self.texture.shape[2] != 3 or self.texture.dtype != np.uint8:
             problems.append("texture must be [T, T, 3] uint8")
         if problems:

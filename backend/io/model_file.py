@@ -91,8 +91,8 @@ class FaceModelData:
             a = getattr(self, name)
             if a.size and (a.min() < 0 or a.max() >= V):
                 problems.append(f"{name} refers to vertices outside 0..{V - 1}")
-        if roles_problem(self.material_roles, self.material_names):
-            problems.append(roles_problem(self.material_roles, self.material_names))
+        if problem := roles_problem(self.material_roles, self.material_names):
+            problems.append(problem)
         if self.landmarks_ibug68.shape != (68,) or self.landmarks_aflw21.shape != (21,):
             problems.append("landmark lists must hold 68 and 21 vertices")
         if problems:

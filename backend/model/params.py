@@ -14,6 +14,7 @@ import torch
 
 from ..render.camera import to_camera
 from .face_model import FaceModel
+from .pose import axis_angle_to_matrix
 
 
 @dataclass(frozen=True)
@@ -91,9 +92,4 @@ def _towards(direction: torch.Tensor) -> torch.Tensor:
     d = torch.nn.functional.normalize(direction, dim=1)
     axis = torch.linalg.cross(torch.tensor([0.0, 0.0, -1.0], dtype=d.dtype, device=d.device).expand_as(d), d, dim=1)
     sin, cos = axis.norm(dim=1), -d[:, 2]
-    k = axis / sin.clamp(min=1e-12)[:, None]
-    K = torch.zeros(len(d), 3, 3, dtype=d.dtype, device=d.device)
-    K[:, 0, 1], K[:, 0, 2], K[:, 1, 2] = -k[:, 2], k[:, 1], -k[:, 0]
-    K = K - K.transpose(1, 2)
-    eye = torch.eye(3, dtype=d.dtype, device=d.device).expand_as(K)
-    return eye + sin[:, None, None] * K + (1 - cos)[:, None, None] * (K @ K)
+    return axis_angle_to_matrix(axis * (torch.atan2(sin, cos) / sin.clamp(min=1e-12))[:, None])
