@@ -13,7 +13,7 @@ from backend.model.store import PACKAGED_WEIGHTS, find_network_weights
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint, torchvision_to_ours
 from backend.network.complexity import complexity
 from backend.network.config import VARIANTS
-from backend.network.decode import decode_params, param_layout
+from backend.network.decode import SIGMA_AT_ZERO, decode_params, landmark_sigma, param_layout
 from backend.network.mlanet import create_network
 
 
@@ -188,3 +188,28 @@ def test_zero_prediction_frames_the_mean_face_like_the_aligned_crop(real_model_d
     model = FaceModel.from_data(real_model_data)
     pixels = to_landmark_pixels(model.landmarks(p.camera_vertices(model)), p.focal, (224, 224))[0].numpy()
     assert np.abs(pixels - (TEMPLATE_68 * 224 - 0.5)).mean() < 6.0
+
+
+def test_cpu_variant_predicts_its_points_confidence(tmp_path):
+    net = create_network("mlanet_dw")
+    kinds = {type(m).__name__ for m in net.modules()}
+    assert {"DepthwiseSeparable", "ChannelAttention", "SpatialAttention", "Fusion"} <= kinds
+    assert net.cfg.lka_kernels == (3, 5, 2) and "landmark_sigma" in param_layout(net.cfg)
+    S = net.cfg.image_size
+    x = torch.rand(2, 3, S, S)
+    p, sigma = net.predict(x)
+    assert p.identity.shape == (2, 100) and sigma.shape == (2, 68)
+    torch.testing.assert_close(sigma, torch.full((2, 68), SIGMA_AT_ZERO * S))  # zero-initialised head
+    for head in net.heads.values():
+        torch.nn.init.normal_(head.fc2.weight, std=0.1)
+    raw = net.forward_raw(x)
+    landmark_sigma(raw, net.cfg).sum().backward()  # the confidence reaches the body
+    assert net.heads["landmark_sigma"].fc2.weight.grad.abs().sum() > 0
+    assert net.stem[0][0].weight.grad.abs().sum() > 0
+    assert net.heads["identity"].fc2.weight.grad.abs().sum() == 0  # and no other head
+    net.eval()
+    back = load_network(save_checkpoint(tmp_path / "dw.pt", net)).eval()
+    assert back.cfg == net.cfg  # tuples survive the plain-types file
+    with torch.no_grad():
+        torch.testing.assert_close(back.predict(x)[1], net.predict(x)[1])
+    assert create_network("mlanet_tiny").predict(torch.rand(1, 3, 64, 64))[1] is None

@@ -14,8 +14,8 @@ from backend.model.albedo_model import AlbedoModel
 from backend.network.mlanet import create_network
 from training.aflw_crops import AFLW21_FLIP
 from training.config import load_config
-from training.losses import LossWeights, landmark_loss, total
-from training.real_data import RealFaces, batch_indices
+from training.losses import LossWeights, confidence_loss, landmark_loss, total
+from training.real_data import RealFaces, balanced_indices, batch_indices
 from training.teacher_labels import IBUG68_FLIP
 from training.texture_model import em_pca
 
@@ -189,3 +189,43 @@ def test_non_finite_loss_stops_with_its_step_and_terms():
     guard.watch(4, {"landmark": torch.tensor(float("inf")), "photometric": torch.tensor(0.1)})
     with pytest.raises(NonFiniteLoss, match=r"step 3: the loss is not finite \(landmark=0.4, photometric=nan\)"):
         guard.check()
+
+
+def test_balanced_batches_draw_each_group_equally():
+    groups = [torch.arange(0, 90), torch.arange(90, 100), torch.arange(100, 130)]  # 90 frontal, 10 profile
+    a = balanced_indices(groups, 3, 9, seed=1)
+    assert torch.equal(a, balanced_indices(groups, 3, 9, seed=1))  # a pure function of the step
+    assert [int(((a >= g[0]) & (a <= g[-1])).sum()) for g in groups] == [3, 3, 3]
+    seen = torch.cat([balanced_indices(groups, s, 9, seed=1) for s in range(3)])
+    few = seen[(seen >= 90) & (seen < 100)]
+    assert len(set(few.tolist())) == len(few) == 9  # an epoch of the small group (less 10 % 3), no repeats
+
+
+def test_confidence_loss_is_least_at_the_true_error_and_leaves_the_points_alone():
+    target = torch.zeros(1, 2, 2)
+    pred = torch.tensor([[[3.0, 4.0], [0.0, 1.0]]], requires_grad=True)  # errors 5 and 1 pixels of 100
+    sigma = torch.tensor([[0.05, 0.01]], requires_grad=True)
+    loss = confidence_loss(sigma, pred, target, torch.ones(1, 2), 100)
+    assert float(loss.detach()) < 1e-6
+    worse = [confidence_loss(sigma * f, pred, target, torch.ones(1, 2), 100) for f in (0.5, 2.0)]
+    assert all(float(w.detach()) > 0.1 for w in worse)
+    worse[1].backward()
+    assert pred.grad is None and sigma.grad.abs().sum() > 0
+
+
+def test_synthetic_pool_gives_what_rendering_gives(face):
+    from training.synthetic import SyntheticFaces, SyntheticPool
+
+    synth = SyntheticFaces(face, AlbedoModel.load(), 48)
+    pool = SyntheticPool(synth, 10, seed=2, chunk=4)
+    assert len(pool) == 10 and pool.data["image"].dtype == torch.uint8
+    a = pool.sample(5, torch.Generator().manual_seed(0))
+    fresh = synth.sample(2, torch.Generator().manual_seed(0))
+    assert set(a) == set(fresh)
+    assert a["image"].shape == (5, 3, 48, 48) and a["image"].max() <= 1
+    from backend.render.camera import to_landmark_pixels
+
+    lm = to_landmark_pixels(face.landmarks(a["verts_cam"]), a["focal"], (48, 48))
+    torch.testing.assert_close(lm, a["lm68"], atol=1e-3, rtol=0)  # vertices rebuilt from the parameters
+    again = SyntheticPool(synth, 10, seed=2, chunk=4)
+    assert torch.equal(again.data["image"], pool.data["image"])  # a pure function of the seed

@@ -37,5 +37,10 @@ def evaluate(commands) -> None:
                                                    "(default: the first with weights)")
     a.add_argument("--model", metavar="FILE", help="face model file")
     a.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    a.add_argument("--pipeline", action="store_true",
+                   help="also run the whole path from the full photo (detection, landmarks, network, blend, fit) "
+                        "and print its table beside the network's; faces not found are listed")
+    a.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th image (default: all)")
+    a.add_argument("--fit-steps", type=int, default=150, metavar="N", help="fitting steps of --pipeline (150)")
     a.add_argument("-o", "--output", default="eval", metavar="OUTDIR", help="where the JSON and PNG go (eval/)")
     a.set_defaults(func=_evaluate)

@@ -41,6 +41,8 @@ class RunConfig:
     compile: bool = False
     device: str = "auto"
     imagenet: bool = True  # the backbone starts from torchvision's ImageNet weights where the torch cache has them
+    synthetic_pool: int = 0  # > 0: render this many synthetic faces once and draw from them (CPU); 0: every batch
+    yaw_balanced: bool = False  # real crops drawn equally from the |yaw| bins 0-30, 30-60, 60-90 (needs labels)
 
     def __post_init__(self):
         problems = [f"{name} must be 1 or more, got {getattr(self, name)}"
@@ -50,6 +52,8 @@ class RunConfig:
             problems.append(f"synthetic_share must be between 0 and 1, got {self.synthetic_share}")
         if not self.lr > 0 or self.weight_decay < 0 or self.warmup < 0 or not self.grad_clip > 0:
             problems.append("lr and grad_clip must be above 0, weight_decay and warmup 0 or more")
+        if self.synthetic_pool < 0:
+            problems.append(f"synthetic_pool must be 0 (render every batch) or more, got {self.synthetic_pool}")
         if self.photo_size < 0:
             problems.append(f"photo_size must be 0 (the network's input size) or more, got {self.photo_size}")
         if self.device not in ("auto", "cpu", "cuda"):

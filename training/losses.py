@@ -2,7 +2,9 @@
 poor prediction and to reach 0 for a perfect one, so the weights (LossWeights, set in the config's [loss] table)
 say how much each matters.
 
-- landmark: mean distance / S over visible points (68 and 21 on synthetic faces, AFLW's visible 21 on real ones);
+- landmark: mean distance / S over visible points (68 and 21 on synthetic faces, AFLW's visible 21 on real ones,
+  the teacher's 68 weighted by their confidence);
+- confidence (variants with a confidence head): each point's predicted error against its error (confidence_loss);
 - photometric: mean absolute sRGB difference between the rendered face (albedo model x SH light, through our
   differentiable renderer) and the image, over the pixels the face covers;
 - vertex: mean camera-space vertex distance / 10 cm (synthetic: the whole of shape and pose at once);
@@ -32,6 +34,7 @@ class LossWeights:
     texture: float = 0.02
     light: float = 0.1
     focal: float = 0.1
+    confidence: float = 0.1
     prior_identity: float = 1e-4
     prior_expression: float = 1e-3
     prior_texture: float = 1e-4
@@ -42,6 +45,17 @@ def landmark_loss(pred: torch.Tensor, target: torch.Tensor, visible: torch.Tenso
     d = (pred.float() - target.float()).norm(dim=-1) / size
     v = visible.float()
     return (d * v).sum() / v.sum().clamp(min=1)
+
+
+def confidence_loss(sigma: torch.Tensor, pred: torch.Tensor, target: torch.Tensor, weight: torch.Tensor,
+                    size: int) -> torch.Tensor:
+    """The confidence head against the error it predicts: sigma [B, L] a fraction of the crop side; pred, target
+    [B, L, 2] pixels; weight [B, L]. A Laplace likelihood of the (detached) error d, shifted to 0 at sigma = d:
+    d / sigma + log(sigma / d) - 1, so it never moves the points, only learns how far off they are."""
+    d = ((pred.detach().float() - target.float()).norm(dim=-1) / size).clamp(min=1e-4)
+    nll = d / sigma + torch.log(sigma / d) - 1
+    w = weight.float()
+    return (nll * w).sum() / w.sum().clamp(min=1)
 
 
 def photometric_loss(rendered: torch.Tensor, image: torch.Tensor, mask: torch.Tensor) -> torch.Tensor:

@@ -113,22 +113,25 @@ class RealFaces:
             out["w68"] = torch.where(flip[:, None], w68[:, self.flip68], w68)
             out["lm68"] = (p68 - c_src[:, None]) @ to_out + c_out
         if augment:
-            image = self._colour(image, g)
+            image = colour_jitter(image, cfg, g)
         return {"image": image.clamp(0, 1), **out}
 
-    def _colour(self, image: torch.Tensor, g: torch.Generator) -> torch.Tensor:
-        cfg, B, device = self.cfg, image.shape[0], image.device
-        r = lambda *shape: torch.rand(*shape, generator=g, device=device) * 2 - 1  # noqa: E731
-        grey = image.mean(1, keepdim=True)
-        image = grey + (image - grey) * (1 + cfg.colour * r(B, 1, 1, 1))  # saturation
-        mean = image.mean((1, 2, 3), keepdim=True)
-        image = mean + (image - mean) * (1 + cfg.colour * r(B, 1, 1, 1))  # contrast
-        image = image * (1 + cfg.colour * r(B, 1, 1, 1))  # brightness
-        blur = torch.rand(B, 1, 1, 1, generator=g, device=device) < cfg.blur
-        kernel = torch.full((3, 1, 3, 3), 1 / 9, device=device)
-        blurred = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
-        image = torch.where(blur, blurred, image)
-        return image + cfg.noise * torch.randn(image.shape, generator=g, device=device)
+
+def colour_jitter(image: torch.Tensor, cfg: AugmentConfig, g: torch.Generator) -> torch.Tensor:
+    """image: [B, 3, S, S] sRGB in [0, 1] -> saturation, contrast and brightness jitter, the odd 3x3 blur, noise
+    (not clamped)."""
+    B, device = image.shape[0], image.device
+    r = lambda *shape: torch.rand(*shape, generator=g, device=device) * 2 - 1  # noqa: E731
+    grey = image.mean(1, keepdim=True)
+    image = grey + (image - grey) * (1 + cfg.colour * r(B, 1, 1, 1))  # saturation
+    mean = image.mean((1, 2, 3), keepdim=True)
+    image = mean + (image - mean) * (1 + cfg.colour * r(B, 1, 1, 1))  # contrast
+    image = image * (1 + cfg.colour * r(B, 1, 1, 1))  # brightness
+    blur = torch.rand(B, 1, 1, 1, generator=g, device=device) < cfg.blur
+    kernel = torch.full((3, 1, 3, 3), 1 / 9, device=device)
+    blurred = F.conv2d(F.pad(image, (1, 1, 1, 1), mode="replicate"), kernel, groups=3)
+    image = torch.where(blur, blurred, image)
+    return image + cfg.noise * torch.randn(image.shape, generator=g, device=device)
 
 
 def epoch_order(n: int, epoch: int, seed: int, rank: int = 0, world: int = 1) -> torch.Tensor:
@@ -143,3 +146,12 @@ def batch_indices(n: int, step: int, batch: int, seed: int, rank: int = 0, world
     per_epoch = max(1, per_rank // batch)
     epoch, slot = divmod(step, per_epoch)
     return epoch_order(n, epoch, seed, rank, world)[slot * batch:(slot + 1) * batch]
+
+
+def balanced_indices(groups: list[torch.Tensor], step: int, batch: int, seed: int, rank: int = 0,
+                     world: int = 1) -> torch.Tensor:
+    """Crop ids of a step drawn equally from each group (e.g. the |yaw| bins: a profile face is as likely as a
+    frontal one), each group in its own seeded epochs (batch_indices). groups: [n_g] crop ids each (none empty)."""
+    share = [batch // len(groups) + (i < batch % len(groups)) for i in range(len(groups))]
+    return torch.cat([members[batch_indices(len(members), step, k, seed + 7919 * i, rank, world)]
+                      for i, (members, k) in enumerate(zip(groups, share, strict=True))])

@@ -191,3 +191,33 @@ class SyntheticFaces:
         return {"image": image, "identity": identity, "expression": expression, "texture": texture,
                 "rotation": rotation, "translation": translation, "focal": focal, "sh": sh, "verts_cam": cam,
                 "lm68": lm68, "lm21": lm21, "vis21": torch.ones(B, 21, dtype=torch.bool, device=device)}
+
+
+class SyntheticPool:
+    """A fixed set of n synthetic faces rendered once (a pure function of the seed), drawn from at random: on a
+    CPU, rendering every batch's faces (about 15 ms each) would cost more than the network's step. Vertices are
+    not stored (9k x 3 floats a face) but rebuilt from the parameters; images are held as uint8. `sample` gives
+    what SyntheticFaces.sample gives, before the caller's colour jitter."""
+
+    def __init__(self, synth: SyntheticFaces, n: int, seed: int, chunk: int = 256):
+        parts = []
+        for start in range(0, n, chunk):
+            g = torch.Generator(synth.model.mean.device).manual_seed(seed * 1_000_003 + start)
+            b = synth.sample(min(chunk, n - start), g)
+            b["image"] = (b["image"] * 255).round().to(torch.uint8)
+            del b["verts_cam"]
+            parts.append(b)
+        self.data = {k: torch.cat([b[k] for b in parts]) for k in parts[0]}
+        self.model = synth.model
+
+    def __len__(self) -> int:
+        return len(self.data["image"])
+
+    def sample(self, B: int, g: torch.Generator) -> dict[str, torch.Tensor]:
+        device = self.data["image"].device
+        index = torch.randint(0, len(self), (B,), generator=g, device=device)
+        out = {k: v[index] for k, v in self.data.items()}
+        out["image"] = out["image"].float() / 255
+        out["verts_cam"] = to_camera(self.model.vertices(out["identity"], out["expression"]), out["rotation"],
+                                     out["translation"])
+        return out

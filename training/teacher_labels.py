@@ -27,6 +27,7 @@ import json
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -34,6 +35,7 @@ from backend.detect.align import warp
 from backend.io.errors import MlafaceError
 from backend.io.npz_file import read_npz, write_npz
 
+from .aflw2000 import YAW_BINS
 from .aflw_crops import load_crops
 from .teacher import SIZE, Teacher
 
@@ -49,20 +51,28 @@ AUGMENTS = ((1.0, 0, 0, False), (1.0, 0, 0, True), (0.92, 0, 0, False), (1.08, 0
             (1.0, -4, 0, False), (1.0, 0, 4, False), (1.0, 0, -4, True))
 SPREAD_UNIT = 1.5  # crop pixels of spread at which the confidence is 1/2
 DROP_NME = 0.10
-YAW_BINS = ((0, 30), (30, 60), (60, 90))
 
 
-def read_labels(path: str | Path, names: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """The labels file for crops `names` (in that order) -> (points [N, 68, 2], weights [N, 68]: confidence times
-    the crop's weight)."""
-    a = read_npz(path, FORMAT, FORMAT_VERSION, "teacher labels file", ["names", "points", "confidence", "weight"],
+class Labels(NamedTuple):
+    """The labels of a list of crops: points [N, 68, 2] crop pixels, weights [N, 68] (confidence times the crop's
+    weight), yaw_deg [N] the teacher's head yaw."""
+
+    points: np.ndarray
+    weights: np.ndarray
+    yaw_deg: np.ndarray
+
+
+def read_labels(path: str | Path, names: np.ndarray) -> Labels:
+    """The labels file for crops `names` (in that order)."""
+    a = read_npz(path, FORMAT, FORMAT_VERSION, "teacher labels file",
+                 ["names", "points", "confidence", "weight", "yaw_deg"],
                  "; make it again with `python -m training.teacher_labels`")
     row = {str(n): i for i, n in enumerate(a["names"])}
     missing = [str(n) for n in names if str(n) not in row]
     if missing:
         raise MlafaceError(f"{path}: no labels for {len(missing)} crops (e.g. {missing[0]})")
     order = np.array([row[str(n)] for n in names])
-    return a["points"][order], (a["confidence"] * a["weight"][:, None])[order]
+    return Labels(a["points"][order], (a["confidence"] * a["weight"][:, None])[order], a["yaw_deg"][order])
 
 
 def augment_map(zoom: float, dx: float, dy: float, mirrored: bool) -> np.ndarray:
@@ -142,7 +152,8 @@ def label(teacher: Teacher, crops: np.ndarray, pts21: np.ndarray) -> dict[str, n
 
 def error_table(yaw: np.ndarray, rows: dict[str, tuple[np.ndarray, np.ndarray]]) -> str:
     """rows: name -> ([N] NME, [N] bool used) -> a table of mean NME (%) by |yaw| bin and balanced."""
-    lines = [f"{'':34s}" + "".join(f"{f'{lo}-{hi}':>10s}" for lo, hi in YAW_BINS) + f"{'balanced':>10s}{'crops':>8s}"]
+    lines = [f"{'':34s}" + "".join(f"{f'{lo:g}-{hi:g}':>10s}" for lo, hi in YAW_BINS)
+             + f"{'balanced':>10s}{'crops':>8s}"]
     for name, (nme, used) in rows.items():
         means = []
         for lo, hi in YAW_BINS:

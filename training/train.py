@@ -26,6 +26,7 @@ import time
 from contextlib import nullcontext
 from pathlib import Path
 
+import numpy as np
 import torch
 import torch.distributed as dist
 from torch import nn
@@ -35,19 +36,20 @@ from backend.io.errors import MlafaceError
 from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint
-from backend.network.decode import decode_params
+from backend.network.decode import decode_params, landmark_sigma
 from backend.network.mlanet import MLANet, create_network
 from backend.render.camera import to_landmark_pixels
 from backend.render.head import FaceRenderer
 
 from . import losses
+from .aflw2000 import YAW_BINS, yaw_bin
 from .aflw_crops import load_crops
 from .arguments import add_train_arguments
 from .config import TrainConfig, load_config
 from .plots import training_curve
-from .real_data import RealFaces, batch_indices, framing_zoom
+from .real_data import RealFaces, balanced_indices, batch_indices, colour_jitter, framing_zoom
 from .run_log import RunLog
-from .synthetic import SyntheticFaces
+from .synthetic import SyntheticFaces, SyntheticPool
 from .teacher_labels import read_labels
 
 
@@ -107,15 +109,26 @@ class Trainer:
         names, images, pts, _ = load_crops(cfg.data.crops, cfg.data.limit or None)
         n_val = min(cfg.data.val_count, len(names) // 5)
         labels = read_labels(cfg.data.labels, names) if cfg.data.labels else None
+        if cfg.run.yaw_balanced and labels is None:
+            raise MlafaceError("[run] yaw_balanced needs the teacher's labels ([data] labels) for the crops' yaw")
         cut = len(names) - n_val
         self.real = RealFaces(images[:cut], pts[:cut], self.size, 1.0, cfg.augment, self.device,
-                              (labels[0][:cut], labels[1][:cut]) if labels else None)
+                              (labels.points[:cut], labels.weights[:cut]) if labels else None)
         self.val = RealFaces(images[cut:], pts[cut:], self.size, 1.0, cfg.augment, self.device)
+        self.yaw_groups = None
+        if cfg.run.yaw_balanced:
+            bins = np.array([yaw_bin(y) for y in labels.yaw_deg[:cut]])
+            self.yaw_groups = [torch.from_numpy(np.flatnonzero(bins == b)) for b in range(len(YAW_BINS))]
+            if min(len(g) for g in self.yaw_groups) < cfg.run.batch:
+                raise MlafaceError(f"[run] yaw_balanced: a |yaw| bin holds {min(map(len, self.yaw_groups))} "
+                                   f"training crops, fewer than a batch")
         backgrounds = self.real.images
         self.synth = SyntheticFaces(self.model, self.albedo, self.size, backgrounds, cfg.synthetic)
         probe = self.synth.sample(256, torch.Generator(self.device).manual_seed(cfg.run.seed))
         zoom = framing_zoom(pts, images.shape[1], probe["lm21"].cpu().numpy(), self.size)
         self.real.zoom = self.val.zoom = zoom
+        self.pool = SyntheticPool(self.synth, cfg.run.synthetic_pool, cfg.run.seed) if cfg.run.synthetic_pool \
+            else None
 
         if self.cuda:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -184,8 +197,16 @@ class Trainer:
         cfg = self.cfg.run
         g = torch.Generator(self.device).manual_seed(step_seed(cfg.seed, step, self.rank))
         n_syn = int(round(cfg.batch * cfg.synthetic_share))
-        index = batch_indices(len(self.real), step, cfg.batch - n_syn, cfg.seed, self.rank, self.world)
-        return self.synth.sample(n_syn, g), self.real.sample(index.to(self.device), g)
+        if self.yaw_groups is not None:
+            index = balanced_indices(self.yaw_groups, step, cfg.batch - n_syn, cfg.seed, self.rank, self.world)
+        else:
+            index = batch_indices(len(self.real), step, cfg.batch - n_syn, cfg.seed, self.rank, self.world)
+        if self.pool is not None:
+            syn = self.pool.sample(n_syn, g)
+            syn["image"] = colour_jitter(syn["image"], self.cfg.augment, g).clamp(0, 1)
+        else:
+            syn = self.synth.sample(n_syn, g)
+        return syn, self.real.sample(index.to(self.device), g)
 
     def geometry(self, p) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
         """-> camera-space vertices [B, V, 3], lm68 and lm21 [B, L, 2] crop pixels (0-based)."""
@@ -211,6 +232,12 @@ class Trainer:
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
         if "lm68" in real:  # the teacher's labels, weighted by their confidence
             terms["landmark_real68"] = losses.landmark_loss(lm68[n:], real["lm68"], real["w68"], S)
+        if self.net.cfg.confidence:
+            truth, weight = syn["lm68"], torch.ones_like(syn["lm68"][..., 0])
+            if "lm68" in real:
+                truth, weight = torch.cat([truth, real["lm68"]]), torch.cat([weight, real["w68"]])
+            sigma = landmark_sigma(raw.float(), self.net.cfg)[:len(truth)]
+            terms["confidence"] = losses.confidence_loss(sigma, lm68[:len(truth)], truth, weight, S)
         terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
         terms.update(losses.parameter_losses(p.rows(slice(None, n)), syn))
         terms.update(losses.prior_losses(p.rows(slice(n, None))))

@@ -7,6 +7,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from .config import LKA_KERNELS
+
 
 def conv_bn(cin: int, cout: int, k: int, stride: int = 1, groups: int = 1) -> nn.Sequential:
     return nn.Sequential(nn.Conv2d(cin, cout, k, stride, k // 2, groups=groups, bias=False), nn.BatchNorm2d(cout))
@@ -39,13 +41,31 @@ class Bottleneck(nn.Module):
         return F.relu(self.conv3(y) + self.downsample(x))
 
 
-class LargeKernelAttention(nn.Module):
-    """VAN's LKA: 5x5 depth-wise, 7x7 depth-wise with dilation 3, 1x1; the result multiplies the input."""
+class DepthwiseSeparable(nn.Module):
+    """MobileNet's block for CPUs: 3x3 depth-wise (carrying the stride), 1x1 point-wise, a residual where the
+    shape allows. `width` is the output width (expansion 1, like BasicBlock)."""
 
-    def __init__(self, dim: int):
+    expansion = 1
+
+    def __init__(self, cin: int, width: int, stride: int):
         super().__init__()
-        self.conv0 = nn.Conv2d(dim, dim, 5, padding=2, groups=dim)
-        self.conv_spatial = nn.Conv2d(dim, dim, 7, padding=9, groups=dim, dilation=3)
+        self.depthwise, self.pointwise = conv_bn(cin, cin, 3, stride, groups=cin), conv_bn(cin, width, 1)
+        self.residual = stride == 1 and cin == width
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        y = self.pointwise(F.relu(self.depthwise(x)))
+        return F.relu(y + x if self.residual else y)
+
+
+class LargeKernelAttention(nn.Module):
+    """VAN's LKA: a local depth-wise conv, a dilated depth-wise conv, 1x1; the result multiplies the input.
+    kernels: (local, dilated, dilation), VAN's LKA_KERNELS by default."""
+
+    def __init__(self, dim: int, kernels: tuple[int, int, int] = LKA_KERNELS):
+        super().__init__()
+        k0, k1, d = kernels
+        self.conv0 = nn.Conv2d(dim, dim, k0, padding=k0 // 2, groups=dim)
+        self.conv_spatial = nn.Conv2d(dim, dim, k1, padding=d * (k1 // 2), groups=dim, dilation=d)
         self.conv1 = nn.Conv2d(dim, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -56,11 +76,11 @@ class SpatialAttention(nn.Module):
     """VAN's attention unit (1x1, GELU, LKA, 1x1, plus the input), run at dim / reduction channels inside so that
     it costs a fraction of the stage it follows (at full width it would add 60% to a ResNet-50's multiply-adds)."""
 
-    def __init__(self, dim: int, reduction: int = 4):
+    def __init__(self, dim: int, reduction: int = 4, kernels: tuple[int, int, int] = LKA_KERNELS):
         super().__init__()
         inner = max(8, dim // reduction)
         self.norm = nn.BatchNorm2d(dim)
-        self.proj_1, self.lka, self.proj_2 = nn.Conv2d(dim, inner, 1), LargeKernelAttention(inner), \
+        self.proj_1, self.lka, self.proj_2 = nn.Conv2d(dim, inner, 1), LargeKernelAttention(inner, kernels), \
             nn.Conv2d(inner, dim, 1)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -82,10 +102,10 @@ class ChannelAttention(nn.Module):
 class StageAttention(nn.Module):
     """The multi-level attention placed after a backbone stage: channel, then spatial (either may be off)."""
 
-    def __init__(self, dim: int, channel: bool, spatial: bool):
+    def __init__(self, dim: int, channel: bool, spatial: bool, kernels: tuple[int, int, int] = LKA_KERNELS):
         super().__init__()
         self.channel = ChannelAttention(dim) if channel else nn.Identity()
-        self.spatial = SpatialAttention(dim) if spatial else nn.Identity()
+        self.spatial = SpatialAttention(dim, kernels=kernels) if spatial else nn.Identity()
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         return self.spatial(self.channel(x))
@@ -95,10 +115,12 @@ class Fusion(nn.Module):
     """MSMA's multi-scale fusion of stages 2-4: lateral 1x1 convs, a top-down pathway, large-kernel attention on
     each level, global pooling, concatenation -> [B, 3 * width]."""
 
-    def __init__(self, in_channels: list[int], width: int, attention: bool):
+    def __init__(self, in_channels: list[int], width: int, attention: bool,
+                 kernels: tuple[int, int, int] = LKA_KERNELS):
         super().__init__()
         self.lateral = nn.ModuleList([conv_bn(c, width, 1) for c in in_channels])
-        self.attention = nn.ModuleList([SpatialAttention(width) if attention else nn.Identity() for _ in in_channels])
+        self.attention = nn.ModuleList([SpatialAttention(width, kernels=kernels) if attention else nn.Identity()
+                                        for _ in in_channels])
         self.out_features = width * len(in_channels)
 
     def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:

@@ -6,18 +6,21 @@ from dataclasses import dataclass
 
 from ..io.errors import MlafaceError
 
+LKA_KERNELS = (5, 7, 3)  # VAN's large-kernel attention: local kernel, dilated kernel, dilation (a 23 x 23 field)
+
 
 @dataclass(frozen=True)
 class NetworkConfig:
     """Architecture and output sizes; the parameter vector's layout is decode.param_layout."""
 
     name: str = "mlanet_r50"
-    block: str = "bottleneck"  # "bottleneck" (ResNet-50 style) or "basic" (ResNet-18 style)
+    block: str = "bottleneck"  # "bottleneck" (ResNet-50), "basic" (ResNet-18) or "separable" (depth-wise, CPUs)
     depths: tuple[int, ...] = (3, 4, 6, 3)
     widths: tuple[int, ...] = (64, 128, 256, 512)  # bottleneck blocks output 4x these
     stem_width: int = 64
     channel_attention: bool = True
     spatial_attention: bool = True  # large-kernel attention after each stage
+    lka_kernels: tuple[int, int, int] = LKA_KERNELS
     fusion: bool = True
     fusion_width: int = 256
     head_width: int = 512
@@ -26,9 +29,10 @@ class NetworkConfig:
     n_expression: int = 53
     n_texture: int = 80
     drop: float = 0.0
+    confidence: bool = False  # a head for the 68 points' expected error (decode.landmark_sigma)
 
     def __post_init__(self):
-        if self.block not in ("basic", "bottleneck") or len(self.depths) != 4 or len(self.widths) != 4:
+        if self.block not in ("basic", "bottleneck", "separable") or len(self.depths) != 4 or len(self.widths) != 4:
             raise MlafaceError(f"bad network config: block {self.block!r}, {len(self.depths)} stages (need 4)")
         if self.image_size < 32:
             raise MlafaceError(f"bad network config: image_size {self.image_size} (32 pixels or more)")
@@ -40,6 +44,11 @@ VARIANTS = {
     "mlanet_r50": NetworkConfig(),
     "mlanet_r18": NetworkConfig(name="mlanet_r18", block="basic", depths=(2, 2, 2, 2), fusion_width=128,
                                 head_width=256),
+    # for 2 CPU cores: depth-wise separable stages, a 3x3 stride-2 stem without max-pooling, 112 px crops,
+    # large-kernel attention over an 11 x 11 field (VAN's 23 x 23 takes 2/3 of a CPU training step there)
+    "mlanet_dw": NetworkConfig(name="mlanet_dw", block="separable", depths=(1, 2, 3, 2), widths=(32, 64, 128, 256),
+                               stem_width=16, fusion_width=64, head_width=128, image_size=112, lka_kernels=(3, 5, 2),
+                               confidence=True),
     "mlanet_tiny": NetworkConfig(name="mlanet_tiny", block="basic", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128),
                                  stem_width=16, fusion_width=32, head_width=64, image_size=64),
 }

@@ -16,8 +16,11 @@ CROP_DEPTH = 1.0  # metres: at CROP_FOCAL the mean face then fills the canonical
 
 def param_layout(cfg: NetworkConfig) -> dict[str, int]:
     """Attribute -> width of its slice of the parameter vector, in vector order."""
-    return {"identity": cfg.n_identity, "expression": cfg.n_expression, "texture": cfg.n_texture,
-            "rotation": 6, "translation": 3, "log_focal": 1, "sh": 27}
+    layout = {"identity": cfg.n_identity, "expression": cfg.n_expression, "texture": cfg.n_texture,
+              "rotation": 6, "translation": 3, "log_focal": 1, "sh": 27}
+    if cfg.confidence:
+        layout["landmark_sigma"] = 68
+    return layout
 
 
 def decode_params(raw: torch.Tensor, cfg: NetworkConfig) -> FaceParams:
@@ -35,3 +38,15 @@ def decode_params(raw: torch.Tensor, cfg: NetworkConfig) -> FaceParams:
         focal=CROP_FOCAL * (cfg.image_size / 224) * torch.exp(0.2 * parts["log_focal"][:, 0]),
         sh=ambient_sh(0.8, raw.shape[0]).to(raw) + parts["sh"],
     )
+
+
+SIGMA_AT_ZERO = 0.02  # of the crop side: the confidence head's expected landmark error before training
+
+
+def landmark_sigma(raw: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
+    """The confidence head's expected error of each of the 68 points: [B, P] -> [B, 68], a fraction of the crop
+    side (a Laplace scale: the loss is training.losses.confidence_loss). Only for cfg.confidence."""
+    layout = param_layout(cfg)
+    names = list(layout)
+    start = sum(layout[n] for n in names[:names.index("landmark_sigma")])
+    return SIGMA_AT_ZERO * torch.exp(raw[:, start:start + 68].clamp(-5, 5))

@@ -23,10 +23,11 @@ from torch import nn
 
 from ..io.errors import MlafaceError
 from ..model.params import FaceParams
-from .blocks import AttributeHead, BasicBlock, Bottleneck, Fusion, StageAttention, conv_bn
+from .blocks import AttributeHead, BasicBlock, Bottleneck, DepthwiseSeparable, Fusion, StageAttention, conv_bn
 from .config import DEFAULT_VARIANT, VARIANTS, NetworkConfig
-from .decode import decode_params, param_layout
+from .decode import decode_params, landmark_sigma, param_layout
 
+BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck, "separable": DepthwiseSeparable}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)
 
@@ -39,7 +40,7 @@ class Stage(nn.Module):
             blocks.append(block(cin, width, stride if i == 0 else 1))
             cin = width * block.expansion
         self.blocks = nn.Sequential(*blocks)
-        self.attention = StageAttention(cin, cfg.channel_attention, cfg.spatial_attention)
+        self.attention = StageAttention(cin, cfg.channel_attention, cfg.spatial_attention, cfg.lka_kernels)
         self.out_channels = cin
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -51,17 +52,22 @@ class MLANet(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
         self.cfg = cfg
-        block = BasicBlock if cfg.block == "basic" else Bottleneck
+        block = BLOCKS[cfg.block]
         self.register_buffer("mean", torch.tensor(IMAGENET_MEAN).view(1, 3, 1, 1), persistent=False)
         self.register_buffer("std", torch.tensor(IMAGENET_STD).view(1, 3, 1, 1), persistent=False)
-        self.stem = nn.Sequential(conv_bn(3, cfg.stem_width, 7, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
+        if cfg.block == "separable":  # stride 4 without a 7x7 conv or max-pooling: 3x3 conv, then depth-wise
+            self.stem = nn.Sequential(conv_bn(3, cfg.stem_width, 3, 2), nn.ReLU(inplace=True),
+                                      DepthwiseSeparable(cfg.stem_width, cfg.stem_width, 2))
+        else:
+            self.stem = nn.Sequential(conv_bn(3, cfg.stem_width, 7, 2), nn.ReLU(inplace=True), nn.MaxPool2d(3, 2, 1))
         stages, cin = [], cfg.stem_width
         for i, (depth, width) in enumerate(zip(cfg.depths, cfg.widths, strict=True)):
             stages.append(Stage(block, cin, width, depth, 1 if i == 0 else 2, cfg))
             cin = stages[-1].out_channels
         self.stages = nn.ModuleList(stages)
         if cfg.fusion:
-            self.fusion = Fusion([s.out_channels for s in stages[1:]], cfg.fusion_width, cfg.spatial_attention)
+            self.fusion = Fusion([s.out_channels for s in stages[1:]], cfg.fusion_width, cfg.spatial_attention,
+                                 cfg.lka_kernels)
             n_features = self.fusion.out_features
         else:
             self.fusion = None
@@ -103,6 +109,14 @@ class MLANet(nn.Module):
         """image: [B, 3, S, S] RGB in [0, 1] -> FaceParams in the crop camera (network/decode.py)."""
         self.check_input(image)
         return decode_params(self.forward_raw(image).float(), self.cfg)
+
+    def predict(self, image: torch.Tensor) -> tuple[FaceParams, torch.Tensor | None]:
+        """image: [B, 3, S, S] RGB in [0, 1] -> (FaceParams in the crop camera, the 68 points' expected error
+        [B, 68] in crop pixels, or None where the variant has no confidence head)."""
+        self.check_input(image)
+        raw = self.forward_raw(image).float()
+        sigma = landmark_sigma(raw, self.cfg) * self.cfg.image_size if self.cfg.confidence else None
+        return decode_params(raw, self.cfg), sigma
 
 
 
