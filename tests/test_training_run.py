@@ -136,3 +136,37 @@ def test_evaluate_aflw2000_cli(smoke_run, real_model_path, tmp_path):
     assert r.returncode == 1 and "no AFLW2000-3D .mat files" in r.stderr
     r = run(cmd[:6] + ["--weights", str(tmp_path / "none.pt")] + cmd[8:])
     assert r.returncode == 1 and "not found" in r.stderr
+    r = run(cmd + ["--every", "0"])
+    assert r.returncode == 1 and "--every must be 1 or more, got 0" in r.stderr
+
+
+@pytest.mark.skipif(not AFLW2000.is_dir(), reason=f"{AFLW2000} is absent")
+def test_evaluate_the_whole_path_and_the_floor(smoke_run, real_model_path, tmp_path):
+    """--pipeline runs detection, landmarks, network, blend and fit from the full photos and lists the faces it
+    does not find (a blank photo here); --floor fits the benchmark's own points with both rules."""
+    pytest.importorskip("dlib", reason="the dlib extra is not installed")
+    from PIL import Image
+
+    data = tmp_path / "aflw2000"
+    data.mkdir()
+    mats = sorted(AFLW2000.glob("*.mat"))[:2]
+    for mat in mats:
+        shutil.copy(mat, data)
+        shutil.copy(mat.with_suffix(".jpg"), data)
+    shutil.copy(mats[0], data / "image99999.mat")
+    Image.new("RGB", (450, 450), "grey").save(data / "image99999.jpg")
+    out = tmp_path / "eval"
+    base = [sys.executable, "-m", "backend", "evaluate", "aflw2000", str(data), "--model", str(real_model_path),
+            "-o", str(out), "--device", "cpu", "--fit-steps", "5"]
+    r = run(base + ["--weights", str(smoke_run[0] / "best.pt"), "--pipeline"])
+    assert r.returncode == 0, r.stderr
+    assert "2 faces found (1 not found: image99999.jpg)" in r.stdout and "network only, GT crop (3)" in r.stdout
+    report = json.loads((out / "aflw2000_pipeline.json").read_text())
+    assert report["missed"] == ["image99999.jpg"] and len(report["images"]) == 2
+    assert all(0 <= row["fit_quality"]["score"] <= 1 and row["nme_blend"] > 0 for row in report["images"])
+    assert (out / "aflw2000_pipeline_ced.png").is_file()
+    r = run(base + ["--floor", "--every", "2"])
+    assert r.returncode == 0, r.stderr
+    assert "3D points' rules" in r.stdout and "detector's rules" in r.stdout
+    floor = json.loads((out / "aflw2000_floor.json").read_text())
+    assert len(floor["3D points' rules"]["images"]) == 2

@@ -40,7 +40,10 @@ def evaluate(commands) -> None:
     a.add_argument("--pipeline", action="store_true",
                    help="also run the whole path from the full photo (detection, landmarks, network, blend, fit) "
                         "and print its table beside the network's; faces not found are listed")
+    a.add_argument("--floor", action="store_true",
+                   help="instead: the fitting floor, the fit to the benchmark's own 68 points (no network)")
     a.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th image (default: all)")
-    a.add_argument("--fit-steps", type=int, default=150, metavar="N", help="fitting steps of --pipeline (150)")
+    a.add_argument("--fit-steps", type=int, metavar="N",
+                   help="fitting steps of --pipeline and --floor (default: mlaface reconstruct's)")
     a.add_argument("-o", "--output", default="eval", metavar="OUTDIR", help="where the JSON and PNG go (eval/)")
     a.set_defaults(func=_evaluate)

@@ -118,6 +118,25 @@ def evaluate_pipeline(rec, folder: str | Path, every: int = 1, batch: int = 8, l
             "images": rows}
 
 
+def evaluate_floor(model: FaceModel, folder: str | Path, cfg, every: int = 1, batch: int = 16, log=None) -> dict:
+    """The fitting floor: the face model fitted (fit config cfg, from the weak-perspective start) to the
+    benchmark's own 68 points as if a perfect detector had found them; what the landmark vertices and the fit's
+    rules allow at best. -> {"table": balanced_table, "images": per-image rows}."""
+    from backend.reconstruct.fitting import fit
+
+    samples = load_samples(folder)[::every]
+    rows = []
+    for i in range(0, len(samples), batch):
+        chunk = samples[i:i + batch]
+        images = [load_image(s.image) for s in chunk]
+        r = fit(model, images, [s.pts68.astype(np.float32) for s in chunk], cfg)
+        rows += [{"image": s.image.name, "yaw_deg": s.yaw_deg, "nme_2d": nme(r.landmarks[b].cpu().numpy(), s.pts68)}
+                 for b, s in enumerate(chunk)]
+        if log:
+            log(i + len(chunk), len(samples))
+    return {"table": balanced_table([r["nme_2d"] for r in rows], [r["yaw_deg"] for r in rows]), "images": rows}
+
+
 def format_row(label: str, table: dict) -> str:
     return f"{label[:32]:32s}" + "".join(f"  {v:7.3f}" for _, _, v in table["bins"]) + \
         f"  {table['balanced']:8.3f}  {table['mean']:6.3f}"
@@ -153,14 +172,47 @@ def format_report(result: dict, label: str) -> str:
     return "\n".join(lines)
 
 
+def run_floor(args: argparse.Namespace) -> int:
+    """`--floor`: the fit to the benchmark's own points, with the detector's rules and with the 3D points' rules
+    (what the pipeline uses with a network), at --fit-steps."""
+    from backend.reconstruct.fitting import FitConfig
+    from backend.reconstruct.pipeline import pick_device
+
+    model = FaceModel.load(args.model).to(pick_device(args.device))
+    start = time.perf_counter()
+    cfg = FitConfig(steps=args.fit_steps)
+    rules = {"detector's rules": cfg, "3D points' rules": cfg.for_3d_points()}
+    tables = {}
+    for name, c in rules.items():
+        tables[name] = evaluate_floor(model, args.data, c, args.every)
+    seconds = time.perf_counter() - start
+    t = next(iter(tables.values()))["table"]
+    print(f"AFLW2000-3D fitting floor, 68-point NME (%): the fit ({args.fit_steps} steps) to the benchmark's own "
+          f"points, {sum(n for _, n, _ in t['bins'])} images")
+    print(f"{'':32s}" + "".join(f"  [{b:>5}]" for b, _, _ in t["bins"]) + "  balanced    mean")
+    for name, r in tables.items():
+        print(format_row(name, r["table"]))
+    out = Path(args.output)
+    out.mkdir(parents=True, exist_ok=True)
+    report = {"data": str(args.data), "every": args.every, "fit_steps": args.fit_steps, "seconds": seconds,
+              **{name: r for name, r in tables.items()}}
+    write_bytes_atomic(out / "aflw2000_floor.json", json.dumps(report, indent=1).encode())
+    print(f"wrote {out / 'aflw2000_floor.json'} ({seconds:.0f} s)")
+    return 0
+
+
 def run(args: argparse.Namespace) -> int:
     from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor, pick_device
 
+    if args.every < 1:
+        raise MlafaceError(f"--every must be 1 or more, got {args.every}")
+    if args.fit_steps is None:
+        args.fit_steps = ReconstructOptions().fit_steps
+    if args.floor:
+        return run_floor(args)
     weights = find_network_weights(args.variant, args.weights)
     if weights is None:
         raise MlafaceError(f"no trained weights for {args.variant}: pass --weights FILE")
-    if args.every < 1:
-        raise MlafaceError(f"--every must be 1 or more, got {args.every}")
     device = pick_device(args.device)
     net = load_network(weights, map_location=str(device)).to(device).eval()
     model = FaceModel.load(args.model).face_subset().to(device)

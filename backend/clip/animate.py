@@ -148,9 +148,10 @@ def _identity(rec, clip: Path, options: AnimateOptions, good: list[TrackedFrame]
     images = _keyframe_images(clip, options, set(picks))
     keys = [f for f in good if f.index in picks]
     key_images, key_faces = [images[f.index] for f in keys], _faces(keys, rec.provider.name)
-    fitted = rec.fit_faces(key_images, key_faces, True, rec.options.fit_config(w_expression_l1=EXPRESSION_L1))
+    fitted, blends = rec.fit_faces(key_images, key_faces, True,
+                                   rec.options.fit_config(w_expression_l1=EXPRESSION_L1))
     b = int(torch.argmin(fitted.params.rotation[:, :2, 2].norm(dim=1)))  # the nose (+z) nearest the view axis
-    head = rec.face_result(fitted, b, key_images[b], key_faces[b], str(clip), 0, True, {})
+    head = rec.face_result(fitted, blends[b], b, key_images[b], key_faces[b], str(clip), 0, True, {})
     return head, keys[b], key_images[b], picks
 
 

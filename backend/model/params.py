@@ -50,17 +50,20 @@ class FaceParams:
         return to_camera(model.vertices(self.identity, self.expression), self.rotation, self.translation)
 
     def crop_to_photo(self, to_photo: np.ndarray, image_sizes: list[tuple[int, int]], crop_size: int,
-                      focal: torch.Tensor) -> FaceParams:
+                      focal: torch.Tensor, pivot: torch.Tensor | None = None) -> FaceParams:
         """The same heads seen by the photo cameras, from parameters in the cameras of crops of those photos.
 
         to_photo: [B, 2, 3] similarities taking crop pixels to photo pixels (0-based centres; detect/align.py);
         image_sizes: B x (H, W) of the photos; crop_size: the crops' side; focal: [B] the photo cameras' focal
-        lengths (principal points at the photo centres).
+        lengths (principal points at the photo centres); pivot: [B, 3] model-space points (metres) that keep their
+        pixel and their size in the photo when the focal length changes (default the model's origin; pass the
+        face's landmark centre: ICT's origin sits 9 cm behind it, and holding the origin would grow the face by
+        several percent when the focal length shrinks).
 
         A crop is (nearly) what a camera turned towards the crop's centre sees, with the crop's scale as its focal
         length and its in-plane rotation as a turn about its axis: the head is moved from that camera into the
-        photo's. Then the focal length becomes `focal`, the head keeping its place and size in the photo (its
-        depth scales with the focal length) and its face turned to the camera as before."""
+        photo's. Then the focal length becomes `focal`, the pivot keeping its place in the photo (its depth
+        scales with the focal length) and the face turned to the camera as before."""
         dtype, device = self.rotation.dtype, self.rotation.device
         A = torch.as_tensor(np.asarray(to_photo)[:, :, :2], dtype=dtype, device=device)  # [B, 2, 2] s * R(theta)
         b = torch.as_tensor(np.asarray(to_photo)[:, :, 2], dtype=dtype, device=device)
@@ -76,14 +79,17 @@ class FaceParams:
                          -torch.ones_like(s)[:, None]], 1)
         turn = _towards(ray) @ spin  # the crop's camera -> the photo's
         rotation, t = turn @ self.rotation, (turn @ self.translation[:, :, None])[..., 0]
-        # the photo's focal length: the head's origin stays on its pixel, its depth scales with the focal length
+        # the photo's focal length: the pivot stays on its pixel, its depth scales with the focal length
+        pivot = torch.zeros_like(t) if pivot is None else pivot.to(dtype)
+        at = (rotation @ pivot[:, :, None])[..., 0] + t
         focal = torch.as_tensor(focal, dtype=dtype, device=device)
-        depth = -t[:, 2]
-        pixel = centre + focal_crop[:, None] * torch.stack([t[:, 0], -t[:, 1]], 1) / depth[:, None]
+        depth = -at[:, 2]
+        pixel = centre + focal_crop[:, None] * torch.stack([at[:, 0], -at[:, 1]], 1) / depth[:, None]
         depth = depth * focal / focal_crop
         offset = (pixel - centre) * depth[:, None] / focal[:, None]
-        translation = torch.stack([offset[:, 0], -offset[:, 1], -depth], 1)
-        rotation = _towards(translation) @ _towards(t).transpose(1, 2) @ rotation
+        moved = torch.stack([offset[:, 0], -offset[:, 1], -depth], 1)
+        rotation = _towards(moved) @ _towards(at).transpose(1, 2) @ rotation
+        translation = moved - (rotation @ pivot[:, :, None])[..., 0]
         return replace(self, rotation=rotation, translation=translation, focal=focal)
 
 

@@ -2,7 +2,7 @@
 worker. A photo that fails is reported with its reason and the others go on; every file is written atomically.
 
 Events (dicts): {"event": "progress", "done", "total", "photo", "stage"}, {"event": "result", "photo",
-"face_index", "files": {format: path}}, {"event": "error", "photo", "message"}.
+"face_index", "files": {format: path}, "landmark_nme", "fit_quality"}, {"event": "error", "photo", "message"}.
 Outputs are named after the photo: einstein.npz, einstein.obj (+ .mtl, _texture.png), einstein.glb,
 einstein_overlay.png; with several faces in a photo, einstein_face0.npz, einstein_face1.npz, ...
 """
@@ -22,6 +22,7 @@ from ..render.overlay import write_overlay
 from .pipeline import Reconstructor
 
 FORMATS = ("npz", "obj", "glb", "overlay")
+WORST_LISTED = 5
 
 
 class Cancelled(Exception):
@@ -117,4 +118,18 @@ def _written(result: FaceResult, folder: Path, stem: str, formats: list[str], ph
     except MlafaceError as e:
         return {"event": "error", "photo": str(photo), "message": str(e)}
     return {"event": "result", "photo": str(photo), "face_index": result.face_index, "files": files,
-            "landmark_nme": result.meta["landmark_nme_end"]}
+            "landmark_nme": result.meta["landmark_nme_end"], "fit_quality": result.meta["fit_quality"]}
+
+
+def worst_fits(results: list[dict], count: int = WORST_LISTED) -> list[str]:
+    """Result events -> lines naming the `count` least trustworthy fits (lowest fit_quality score first), for a
+    batch's summary: where to look first among hundreds of photos."""
+    ranked = sorted(results, key=lambda e: e["fit_quality"]["score"])[:count]
+    lines = []
+    for e in ranked:
+        q = e["fit_quality"]
+        gap = "no network" if q["detector_network_gap"] is None else \
+            f"detector and network {100 * q['detector_network_gap']:.1f}% apart"
+        lines.append(f"{Path(e['photo']).name} face {e['face_index']}: score {q['score']:.2f} ({gap}, "
+                     f"residual {100 * q['residual']:.1f}%)")
+    return lines

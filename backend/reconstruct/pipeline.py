@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import copy
 import json
+import math
 import time
 from dataclasses import dataclass, replace
 from pathlib import Path
@@ -18,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..detect.align import align_face, landmark_box
+from ..detect.align import box_from_detection, crop_from_box, landmark_box
 from ..detect.landmarks import PROVIDERS, Face, detect_faces, get_provider
 from ..io.errors import MlafaceError, OptionError
 from ..io.face_result import FaceResult
@@ -30,11 +31,14 @@ from ..model.face_model import FaceModel
 from ..model.params import FaceParams
 from ..model.store import find_network_weights, resolve_model_path
 from ..network.checkpoint import load_network
-from ..render.camera import focal_from_fov
+from ..render.camera import focal_from_fov, to_landmark_pixels
+from .blend import Blend, blend_landmarks
 from .fitting import FitConfig, FitResult, fit
 from .texture import TileMesh, extract_texture
 
 DEVICES = ("auto", "cpu", "cuda")
+QUALITY_SCALE = 0.05  # fit_quality's score falls to 1/e at a 5% gap or residual (of the face size)
+NETWORK_PASSES = 2  # the crop from the detector's box, then from the network's own points
 TEXTURE_SIZES = (256, 4096)
 MAX_FIT_STEPS = 10_000
 
@@ -62,6 +66,31 @@ class ReconstructOptions:
 
     def fit_config(self, **changes) -> FitConfig:
         return FitConfig(steps=self.fit_steps, **changes)
+
+
+@dataclass(frozen=True)
+class NetworkStart:
+    """The network's prediction for B faces: params in the photo cameras; landmarks [B, 68, 2] photo pixels (its
+    face's landmark vertices projected); sigma [B, 68] their expected error in photo pixels, or None where the
+    network has no confidence head."""
+
+    params: FaceParams
+    landmarks: np.ndarray
+    sigma: np.ndarray | None
+
+
+def fit_quality(fitted: FitResult, blend: Blend | None, b: int) -> dict:
+    """How much to trust face b's fit (FaceResult metadata "fit_quality"): score in [0, 1] (1: the detector and
+    the network agree and the fit meets its points), detector_network_gap (median distance between the two
+    sets of points / face size; null without a network), detector_share (the detector's mean weight in the
+    points followed), residual (the fit's landmark NME at the end)."""
+    residual = float(fitted.error_end[b])
+    gap = float("nan") if blend is None else blend.disagreement
+    worst = max(residual, 0.0 if math.isnan(gap) else gap)
+    return {"score": round(float(math.exp(-worst / QUALITY_SCALE)), 4),
+            "detector_network_gap": None if math.isnan(gap) else round(gap, 5),
+            "detector_share": None if blend is None else round(float(blend.detector_share.mean()), 4),
+            "residual": round(residual, 5)}
 
 
 def pick_device(name: str) -> torch.device:
@@ -113,49 +142,74 @@ class Reconstructor:
                                       [str(p) for p in paths], [0] * len(paths), True, detect_s, progress)
 
     @torch.no_grad()
-    def network_start(self, images: list[np.ndarray], faces: list[Face], cfg: FitConfig) -> FaceParams | None:
-        """Everything the network predicts from aligned crops of the faces, in the photo cameras (focal from
-        cfg's field of view, the fit's prior); None without trained weights."""
+    def network_start(self, images: list[np.ndarray], faces: list[Face], cfg: FitConfig) -> NetworkStart | None:
+        """What the network predicts for the faces, in the photo cameras (focal from cfg's field of view, the
+        fit's prior); None without trained weights. The first crop comes from the detector's box (its points
+        may be wrong on a turned face), the second from the network's own 68 points of the first: the framing it
+        was trained on."""
         if self.net is None:
             return None
         size = self.net.cfg.image_size
-        crops = [align_face(im, f.landmarks, size) for im, f in zip(images, faces, strict=True)]
-        x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2).float() / 255
         sizes = [im.shape[:2] for im in images]
         focal = torch.tensor([focal_from_fov(s, cfg.fov_deg) for s in sizes], device=self.device)
-        return self.net(x).crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal)
+        boxes = [box_from_detection(f.box) for f in faces]
+        for _ in range(NETWORK_PASSES):
+            crops = [crop_from_box(im, box, size, math.sqrt(2)) for im, box in zip(images, boxes, strict=True)]
+            x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2)
+            params, sigma = self.net.predict(x.float() / 255)
+            pivot = self.model.landmarks(self.model.vertices(params.identity, params.expression)).mean(1)
+            params = params.crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal, pivot)
+            points = [to_landmark_pixels(self.model.landmarks(params.rows(slice(b, b + 1)).camera_vertices(
+                self.model)), params.focal[b:b + 1], sizes[b])[0].cpu().numpy() for b in range(len(images))]
+            boxes = [landmark_box(p) for p in points]
+        scale = np.array([c.to_photo[0, 0] for c in crops])  # photo pixels per crop pixel (no rotation)
+        sigma = None if sigma is None else sigma.cpu().numpy() * scale[:, None]
+        return NetworkStart(params, np.stack(points), sigma)
 
     def fit_faces(self, images: list[np.ndarray], faces: list[Face], shared: bool, cfg: FitConfig | None = None,
-                  progress=None, seconds: dict | None = None) -> FitResult:
+                  progress=None, seconds: dict | None = None) -> tuple[FitResult, list[Blend | None]]:
         """The face model fitted to faces already found (images [H, W, 3] uint8 and their Face), from the
-        network's prediction where there is a network; shared: one identity for all. cfg: default from the
-        options (fit_steps). seconds: gets "network" and "fit", per face."""
+        network's prediction where there is a network, to the blend of the detector's and the network's points
+        (reconstruct/blend.py, fitted with the whole contour: FitConfig.for_3d_points; the detector's alone
+        without a network); shared: one identity for all. cfg:
+        default from the options (fit_steps). seconds: gets "network" and "fit", per face. -> the fit and each
+        face's Blend (None without a network)."""
         cfg = cfg or self.options.fit_config()
         t0 = time.perf_counter()
-        init = self.network_start(images, faces, cfg)
+        start = self.network_start(images, faces, cfg)
         t1 = time.perf_counter()
-        fitted = fit(self.model, images, [f.landmarks for f in faces], cfg, init, shared_identity=shared,
-                     progress=progress)
+        if start is None:
+            blends, targets = [None] * len(faces), [f.landmarks for f in faces]
+        else:
+            yaw = np.degrees(np.arcsin(start.params.rotation[:, 0, 2].clamp(-1, 1).cpu().numpy()))
+            blends = [blend_landmarks(f.landmarks, start.landmarks[b], None if start.sigma is None
+                                      else start.sigma[b], float(yaw[b])) for b, f in enumerate(faces)]
+            targets = [bl.targets for bl in blends]
+            cfg = cfg.for_3d_points()
+        fitted = fit(self.model, images, targets, cfg, None if start is None else start.params,
+                     shared_identity=shared, progress=progress)
         if seconds is not None:
             seconds.update(network=(t1 - t0) / len(images), fit=(time.perf_counter() - t1) / len(images))
-        return fitted
+        return fitted, blends
 
-    def face_result(self, fitted: FitResult, b: int, image: np.ndarray, face: Face, path: str, index: int,
-                    shared: bool, seconds: dict[str, float]) -> FaceResult:
+    def face_result(self, fitted: FitResult, blend: Blend | None, b: int, image: np.ndarray, face: Face, path: str,
+                    index: int, shared: bool, seconds: dict[str, float]) -> FaceResult:
         """Row b of a fit as a FaceResult: the texture unwrapped from its photo (image, face as fitted), the
         source path and face index, whether the identity was shared, `seconds` per stage before this one (the
-        texture's time is added)."""
+        texture's time is added). blend: the points the fit followed (fit_faces), for the fit-quality score."""
         t0 = time.perf_counter()
         p, d = fitted.params, self.data
         neutral = self.model.vertices(p.identity[b:b + 1], torch.zeros_like(p.expression[b:b + 1]))[0]
         cam = p.rows(slice(b, b + 1)).camera_vertices(self.model)[0]
-        tex = extract_texture(image, cam, self.tile_mesh, float(p.focal[b]), p.sh[b], landmark_box(face.landmarks),
+        fitted_points = fitted.landmarks[b].cpu().numpy()
+        tex = extract_texture(image, cam, self.tile_mesh, float(p.focal[b]), p.sh[b], landmark_box(fitted_points),
                               self.options.texture_size, self.albedo_model)
         meta = {
             "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
             "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,
             "same_person": shared,
             "landmark_nme_start": float(fitted.error_start[b]), "landmark_nme_end": float(fitted.error_end[b]),
+            "fit_quality": fit_quality(fitted, blend, b),
             "device": str(self.device), "seconds": {**seconds, "texture": time.perf_counter() - t0},
             "model_source": d.source,
         }
@@ -179,6 +233,6 @@ class Reconstructor:
         """Faces already found (images [H, W, 3] uint8, their Face, source path and face index) -> FaceResults;
         shared: one identity for all."""
         seconds = {"detect": detect_s}
-        fitted = self.fit_faces(images, faces, shared, progress=progress, seconds=seconds)
-        return [self.face_result(fitted, b, images[b], faces[b], paths[b], indices[b], shared, seconds)
+        fitted, blends = self.fit_faces(images, faces, shared, progress=progress, seconds=seconds)
+        return [self.face_result(fitted, blends[b], b, images[b], faces[b], paths[b], indices[b], shared, seconds)
                 for b in range(len(images))]

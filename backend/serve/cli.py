@@ -118,7 +118,7 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..io.images import find_photos
-    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch
+    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch, worst_fits
     from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     formats = parse_formats(args.formats)
@@ -133,18 +133,22 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     rec = Reconstructor(options)
     print(f"mlaface {__version__}: {len(photos)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
           f"network: {rec.weights or 'no trained weights (fitting only)'}", file=sys.stderr)
-    faces, failures = 0, []
+    results, failures = [], []
     for event in reconstruct_batch(rec, photos, folder, formats, args.same_person):
         if event["event"] == "progress":
             _progress_bar(event["done"], event["total"], Path(event["photo"]).name, start)
         elif event["event"] == "result":
-            faces += 1
+            results.append(event)
         else:
             failures.append((event["photo"], event["message"]))
     print(file=sys.stderr)
     failed_photos = len({photo for photo, _ in failures})
-    print(f"{len(photos) - failed_photos} of {len(photos)} photos reconstructed ({faces} faces) into {folder} "
-          f"in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    print(f"{len(photos) - failed_photos} of {len(photos)} photos reconstructed ({len(results)} faces) into "
+          f"{folder} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
+    if len(results) > 1:
+        print("least certain fits (FaceResult metadata fit_quality; look at these first):", file=sys.stderr)
+        for line in worst_fits(results):
+            print(f"  {line}", file=sys.stderr)
     for _, message in failures:
         print(f"mlaface: error: {message}", file=sys.stderr)
     return 1 if failures else 0
