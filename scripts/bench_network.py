@@ -1,7 +1,8 @@
-"""Network benchmark: for each variant, parameters, multiply-adds, CPU milliseconds per 224x224 image at batch 1,
-and on a GPU images per second at batch 256 in bf16 with channels_last, with and without torch.compile.
+"""Network benchmark: for each variant, parameters, multiply-adds, CPU milliseconds per image at batch 1 (at the
+variant's input size), and on a GPU images per second at batch 256 in bf16 with channels_last, with and without
+torch.compile.
 
-    python scripts/bench_network.py [--variants mlanet_r50,mlanet_r18] [--gpu-batch 256] [--no-compile]
+    python scripts/bench_network.py [--variants mlanet_r50,mlanet_r18,mlanet_dw] [--gpu-batch 256] [--no-compile]
 """
 
 from __future__ import annotations
@@ -47,7 +48,7 @@ def gpu_images_per_s(net, batch: int, compiled: bool, repeats: int = 20) -> floa
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--variants", default="mlanet_r50,mlanet_r18")
+    parser.add_argument("--variants", default="mlanet_r50,mlanet_r18,mlanet_dw")
     parser.add_argument("--gpu-batch", type=int, default=256)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()

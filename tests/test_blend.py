@@ -43,12 +43,12 @@ def turned(real_model_path):
 def test_a_corrupted_detection_on_a_turned_face_still_fits(turned):
     """The network's points carry 2% noise (of the face size) and say so; the detector's are corrupted as dlib's are
     on a turned face (the contour slid 30% onto the silhouette, 25 of the inner points 25% off). At 55 degrees
-    dlib's expected error is 21% on the contour and 13% inside (DLIB_ERROR), so every detected point gets at most
-    (1 / 0.13^2) / (1 / 0.13^2 + 1 / 0.02^2) = 2.3% of the weight. The bound: the blend is off by at most the
-    network's error (the mean length of a 2D Gaussian of 2% a side: 2% x sqrt(pi / 2) = 2.5%) plus the detector's
-    share times its error, on average (17 x 0.9% x 30% + 25 x 2.3% x 25%) / 68 = 0.3%; the fit, which follows
-    the blend through the model's shapes and priors, no worse than the blend. Fitting the detection itself ends
-    far off (above 6%), so the rule is what holds the face in place."""
+    dlib's expected error is 45% on the contour and 37% inside (DLIB_ERROR, interpolated towards "no information"
+    beyond 60), so every detected point gets at most (1 / 0.37^2) / (1 / 0.37^2 + 1 / 0.02^2) = 0.3% of the weight.
+    The bound: the blend is off by at most the network's error (the mean length of a 2D Gaussian of 2% a side:
+    2% x sqrt(pi / 2) = 2.5%) plus the detector's share times its error, on average below 0.3% x 30% = 0.1%; the
+    fit, which follows the blend through the model's shapes and priors, no worse than the blend. Fitting the
+    detection itself ends far off (above 6%), so the rule is what holds the face in place."""
     model, _, truth = turned
     rng = np.random.default_rng(0)
     size = face_size(truth)
@@ -58,9 +58,9 @@ def test_a_corrupted_detection_on_a_turned_face_still_fits(turned):
     bad = rng.choice(np.arange(17, 68), 25, replace=False)
     detected[bad] += rng.normal(0, 1, (25, 2)) / math.sqrt(2) * 0.25 * size
     b = blend_landmarks(detected, predicted, np.full(68, 0.02 * size), 55.0)
-    assert b.detector_share.max() < 0.025
+    assert b.detector_share.max() < 0.004
     assert b.disagreement > 0.05  # the fit-quality score sees the disagreement
-    assert nme(predicted, truth) < 0.027 and nme(b.targets, truth) < nme(predicted, truth) + 0.003
+    assert nme(predicted, truth) < 0.027 and nme(b.targets, truth) < nme(predicted, truth) + 0.001
 
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*SIZE, 3))
     cfg = FitConfig(steps=200, w_photo=0.0)

@@ -229,3 +229,15 @@ def test_synthetic_pool_gives_what_rendering_gives(face):
     torch.testing.assert_close(lm, a["lm68"], atol=1e-3, rtol=0)  # vertices rebuilt from the parameters
     again = SyntheticPool(synth, 10, seed=2, chunk=4)
     assert torch.equal(again.data["image"], pool.data["image"])  # a pure function of the seed
+
+
+def test_every_shipped_config_loads_and_names_a_variant():
+    from backend.network.config import VARIANTS
+    from training.config import CONFIG_DIR
+
+    names = sorted(p.stem for p in CONFIG_DIR.glob("*.toml"))
+    assert {"mlanet_dw", "mlanet_dw_gpu", "mlanet_r18_labels"} <= set(names)
+    for name in names:
+        assert load_config(name).network["variant"] in VARIANTS, name
+    with pytest.raises(MlafaceError, match="synthetic_pool must be 0"):
+        load_config("mlanet_dw", {"run.synthetic_pool": -1})

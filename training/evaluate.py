@@ -33,6 +33,7 @@ from backend.render.camera import project, to_camera
 
 from .aflw2000 import REFERENCE_3DDFA_V2, balanced_table, load_samples, nme, nme_3d
 from .plots import ced_plot
+from .teacher_labels import IBUG68_FLIP
 
 
 @torch.no_grad()
@@ -50,16 +51,23 @@ def predict_landmarks(net: MLANet, model: FaceModel, crops: np.ndarray) -> np.nd
     return torch.cat([px[..., :2] - 0.5, z[..., None]], -1).cpu().numpy()
 
 
-def evaluate(net: MLANet, model: FaceModel, folder: str | Path, every: int = 1, batch: int = 32, log=None) -> dict:
+def evaluate(net: MLANet, model: FaceModel, folder: str | Path, every: int = 1, batch: int = 32, log=None,
+             mirror: bool = False) -> dict:
     """Every `every`-th image of folder -> {"table": balanced_table of 2D NME, "table_3d": the same for 3D,
-    "images": per-image rows}."""
+    "images": per-image rows}. mirror: test-time augmentation, the mean of the points read from the crop and,
+    mirrored back and renumbered (IBUG68_FLIP), from the mirrored crop."""
     samples = load_samples(folder)[::every]
     S = net.cfg.image_size
     rows = []
     for i in range(0, len(samples), batch):
         chunk = samples[i:i + batch]
         crops = [crop_from_box(load_image(s.image), s.box, size=S, scale=math.sqrt(2)) for s in chunk]
-        pred = predict_landmarks(net, model, np.stack([c.image for c in crops]))
+        images = np.stack([c.image for c in crops])
+        pred = predict_landmarks(net, model, images)
+        if mirror:
+            back = predict_landmarks(net, model, np.ascontiguousarray(images[:, :, ::-1]))[:, IBUG68_FLIP]
+            back[..., 0] = S - 1 - back[..., 0]
+            pred = (pred + back) / 2
         for s, c, p in zip(chunk, crops, pred, strict=True):
             k = c.to_photo[0, 0]  # photo pixels per crop pixel
             xy = c.points_to_photo(p[:, :2])
@@ -222,9 +230,9 @@ def run(args: argparse.Namespace) -> int:
         print(f"\revaluating {done}/{total}", end="", file=sys.stderr, flush=True)
 
     folder = Path(args.data)
-    result = evaluate(net, model, folder, args.every, log=progress)
+    result = evaluate(net, model, folder, args.every, log=progress, mirror=args.mirror)
     print(file=sys.stderr)
-    label = f"{net.cfg.name} ({Path(weights).name})"
+    label = f"{net.cfg.name} ({Path(weights).name}{', mirror TTA' if args.mirror else ''})"
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     protocol = ("crop from the ground-truth 68-point box (sqrt(2)), 2D NME / sqrt(w*h), balanced over |yaw| bins "
