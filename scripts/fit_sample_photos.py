@@ -13,15 +13,15 @@ from pathlib import Path
 import numpy as np
 
 from backend.io.images import load_image
-from backend.reconstruct.blend import face_size
 from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
+from training.aflw2000 import nme as benchmark_nme
 
 FACES = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "faces"
 PHOTOS = ("einstein.jpg", "breakingbad.jpg", "takeo.ppm")
 
 
 def nme(pred: np.ndarray, gt: np.ndarray) -> float:
-    return 100 * float(np.linalg.norm(pred - gt, axis=1).mean() / face_size(gt))
+    return 100 * benchmark_nme(pred, gt)
 
 
 def main() -> None:

@@ -31,7 +31,7 @@ from ..model.face_model import FaceModel
 from ..model.params import FaceParams
 from ..model.store import find_network_weights, resolve_model_path
 from ..network.checkpoint import load_network
-from ..render.camera import focal_from_fov, to_landmark_pixels
+from ..render.camera import focal_from_fov, to_camera, to_landmark_pixels
 from .blend import Blend, blend_landmarks
 from .fitting import FitConfig, FitResult, fit
 from .texture import TileMesh, extract_texture
@@ -157,10 +157,11 @@ class Reconstructor:
             crops = [crop_from_box(im, box, size, math.sqrt(2)) for im, box in zip(images, boxes, strict=True)]
             x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2)
             params, sigma = self.net.predict(x.float() / 255)
-            pivot = self.model.landmarks(self.model.vertices(params.identity, params.expression)).mean(1)
-            params = params.crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal, pivot)
-            points = [to_landmark_pixels(self.model.landmarks(params.rows(slice(b, b + 1)).camera_vertices(
-                self.model)), params.focal[b:b + 1], sizes[b])[0].cpu().numpy() for b in range(len(images))]
+            marks = self.model.landmarks(self.model.vertices(params.identity, params.expression))  # [B, 68, 3]
+            params = params.crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal, marks.mean(1))
+            cam = to_camera(marks, params.rotation, params.translation)
+            points = [to_landmark_pixels(cam[b:b + 1], params.focal[b:b + 1], sizes[b])[0].cpu().numpy()
+                      for b in range(len(images))]
             boxes = [landmark_box(p) for p in points]
         scale = np.array([c.to_photo[0, 0] for c in crops])  # photo pixels per crop pixel (no rotation)
         sigma = None if sigma is None else sigma.cpu().numpy() * scale[:, None]
