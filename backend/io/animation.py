@@ -72,6 +72,16 @@ def read_track(path: str | Path) -> AnimationTrack:
     return read_record(path, FORMAT, FORMAT_VERSION, "animation", AnimationTrack, _SCALARS)
 
 
+def pose_track(names, weights, rotation, source: str) -> AnimationTrack:
+    """One expression (weights [E] of names [E]) and head rotation [3, 3] as a one-frame track: a photo's
+    expression applied like a clip's."""
+    return AnimationTrack(fps=1.0, times=np.zeros(1), frame_index=np.zeros(1, np.int32),
+                          expression_names=np.asarray(names, dtype=str),
+                          weights=np.asarray(weights, np.float32)[None],
+                          rotation=np.asarray(rotation, np.float32)[None],
+                          translation=np.zeros((1, 3), np.float32), tracked=np.ones(1, bool), source=source)
+
+
 def head_angles(rotation: np.ndarray) -> np.ndarray:
     """[N, 3, 3] model -> camera rotations -> [N, 3] (yaw, pitch, roll) radians of the head as the camera sees
     it, R = Rz(roll) @ Ry(yaw) @ Rx(pitch): yaw > 0 turns the face towards image right, pitch > 0 nods it down,
@@ -81,3 +91,15 @@ def head_angles(rotation: np.ndarray) -> np.ndarray:
     pitch = np.arctan2(r[:, 2, 1], r[:, 2, 2])
     roll = np.arctan2(r[:, 1, 0], r[:, 0, 0])
     return np.stack([yaw, pitch, roll], 1)
+
+
+def angles_rotation(angles: np.ndarray) -> np.ndarray:
+    """[N, 3] (yaw, pitch, roll) radians -> [N, 3, 3] model -> camera rotations; head_angles' inverse."""
+    a = np.asarray(angles, dtype=np.float64)
+    cy, sy, cx, sx, cz, sz = np.cos(a[:, 0]), np.sin(a[:, 0]), np.cos(a[:, 1]), np.sin(a[:, 1]), \
+        np.cos(a[:, 2]), np.sin(a[:, 2])
+    one, zero = np.ones_like(cy), np.zeros_like(cy)
+    rx = np.stack([one, zero, zero, zero, cx, -sx, zero, sx, cx], -1).reshape(-1, 3, 3)
+    ry = np.stack([cy, zero, sy, zero, one, zero, -sy, zero, cy], -1).reshape(-1, 3, 3)
+    rz = np.stack([cz, -sz, zero, sz, cz, zero, zero, zero, one], -1).reshape(-1, 3, 3)
+    return rz @ ry @ rx
