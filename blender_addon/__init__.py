@@ -1,13 +1,15 @@
 """mlaface for Blender: reconstructs faces from photos through the mlaface backend, run in its own Python as a
-worker subprocess (Blender's Python has no torch; this package never imports torch). Registers the preferences,
-the operators and the sidebar panel, in that order, and unregisters them in reverse. bpy is imported only there,
-so the bpy-free helpers (worker_client) import anywhere."""
+worker subprocess (Blender's Python has no torch; this package never imports torch), and drives any ARKit rig
+from a head, a clip's track or a Live Link Face CSV. Registers the preferences, the operators, the drive
+operators (with the properties they add to scenes and objects) and the sidebar panels, in that order, and
+unregisters them in reverse. bpy is imported only there, so the bpy-free helpers (worker_client) import
+anywhere."""
 
 
 def _modules():
-    from . import operators, panels, preferences
+    from . import drive_operators, operators, panels, preferences
 
-    return preferences, operators, panels
+    return preferences, operators, drive_operators, panels
 
 
 def register() -> None:
@@ -16,6 +18,8 @@ def register() -> None:
     for module in _modules():
         for cls in module.classes:
             bpy.utils.register_class(cls)
+        if hasattr(module, "register_properties"):
+            module.register_properties()
 
 
 def unregister() -> None:
@@ -25,5 +29,7 @@ def unregister() -> None:
 
     session.stop()
     for module in reversed(_modules()):
+        if hasattr(module, "unregister_properties"):
+            module.unregister_properties()
         for cls in reversed(module.classes):
             bpy.utils.unregister_class(cls)

@@ -1,4 +1,5 @@
-"""The sidebar panel in the 3D viewport (N panel, tab "mlaface")."""
+"""The sidebar panels in the 3D viewport (N panel, tab "mlaface"): reconstruction, and driving your own
+character (the source, the selected mesh's links to correct, what stays unmatched)."""
 
 from __future__ import annotations
 
@@ -26,4 +27,51 @@ class MLAFACE_PT_main(bpy.types.Panel):
         self.layout.operator("mlaface.check_worker", icon="PLAY")
 
 
-classes = (MLAFACE_PT_main,)
+class MLAFACE_UL_links(bpy.types.UIList):
+    def draw_item(self, context, layout, data, item, icon, active_data, active_propname, index):
+        row = layout.row(align=True)
+        row.label(text=item.target, icon="SHAPEKEY_DATA" if item.source != "NONE" else "BLANK1")
+        row.prop(item, "source", text="")
+        row.prop(item, "scale", text="")
+        row.prop(item, "offset", text="")
+
+
+class MLAFACE_PT_drive(bpy.types.Panel):
+    bl_label = "Drive Your Character"
+    bl_idname = "MLAFACE_PT_drive"
+    bl_space_type = "VIEW_3D"
+    bl_region_type = "UI"
+    bl_category = "mlaface"
+    bl_options = {"DEFAULT_CLOSED"}
+
+    def draw(self, context):
+        layout, settings = self.layout, context.scene.mlaface_drive
+        layout.prop(settings, "source", expand=True)
+        if settings.source == "HEAD":
+            layout.prop(settings, "head")
+        else:
+            layout.prop(settings, "filepath")
+            if settings.source == "CSV":
+                layout.prop(settings, "csv_fps")
+            layout.prop(settings, "start_frame")
+        layout.prop(settings, "strength")
+        layout.prop(settings, "head_object")
+        if settings.head_object is not None and settings.head_object.type == "ARMATURE":
+            layout.prop_search(settings, "head_bone", settings.head_object.pose, "bones")
+        row = layout.row(align=True)
+        row.operator("mlaface.match_shape_keys", icon="LINKED")
+        row.operator("mlaface.apply_to_selected", icon="ACTION")
+        layout.operator("mlaface.import_live_link", icon="IMPORT")
+        obj = context.active_object
+        if obj is None or not len(getattr(obj, "mlaface_links", ())):
+            layout.label(text="Select a mesh with ARKit shape keys, then Match", icon="INFO")
+            return
+        layout.label(text=f"{obj.name}: shape key <- ARKit shape, scale, offset")
+        layout.template_list("MLAFACE_UL_links", "", obj, "mlaface_links", obj, "mlaface_links_index", rows=6)
+        for label, text in (("Not driven", obj.mlaface_unmatched_targets),
+                            ("Unused from the source", obj.mlaface_unmatched_sources)):
+            if text:
+                layout.label(text=f"{label}: {text}", icon="ERROR")
+
+
+classes = (MLAFACE_PT_main, MLAFACE_UL_links, MLAFACE_PT_drive)

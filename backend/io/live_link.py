@@ -25,9 +25,9 @@ LIVE_LINK_SHAPES = tuple(name[0].upper() + name[1:] for name in ARKIT_SHAPES)
 LIVE_LINK_ROTATIONS = ("HeadYaw", "HeadPitch", "HeadRoll", "LeftEyeYaw", "LeftEyePitch", "LeftEyeRoll",
                        "RightEyeYaw", "RightEyePitch", "RightEyeRoll")
 HEAD_COLUMNS = LIVE_LINK_ROTATIONS[:3]
-# Frame rates a timecode may run at; without a given rate, the smallest that holds every frame number is taken.
+# Frame rates a timecode may run at.
 TIMECODE_RATES = (24, 25, 30, 48, 50, 60, 120)
-DEFAULT_RATE = 60  # Live Link Face's recording rate, taken when no timecode reaches past frame 23
+DEFAULT_RATE = 60  # Live Link Face's recording rate, taken for a recording within one second
 _TIMECODE = re.compile(r"^(\d+):(\d{2}):(\d{2})[:;](\d+)(?:\.(\d+))?$")
 
 
@@ -43,12 +43,24 @@ def _timecode(seconds: float, fps: float) -> str:
     return f"{h:02d}:{m:02d}:{sec:02d}:{ff:02d}.{min(999, round(frac * 1000)):03d}"
 
 
+def _timecode_rate(stamps: list[tuple], path: Path) -> int:
+    """Where the timecodes pass a second, the smallest of TIMECODE_RATES above every frame number; a recording
+    shorter than that does not say its rate: DEFAULT_RATE."""
+    if len({s[:3] for s in stamps}) < 2:
+        return DEFAULT_RATE
+    top = max(int(s[3]) for s in stamps)
+    rate = next((r for r in TIMECODE_RATES if r > top), None)
+    if rate is None:
+        raise MlafaceError(f"{path}: timecode frame {top} is beyond {TIMECODE_RATES[-1]} frames/s")
+    return rate
+
+
 def write_live_link_csv(track: AnimationTrack, path: str | Path) -> Path:
     """The Live Link Face CSV layout: Timecode, BlendShapeCount, ARKit's 52 shapes, then head and eye rotations
     (radians). Shapes the track splits into left and right (browInnerUp, cheekPuff) are averaged
     (backend/rig/retarget.py); a shape the track lacks (ICT-FaceKit has no tongueOut) and the eye rotations are 0."""
     track.check(str(path))
-    links = match_links(ARKIT_SHAPES, track.expression_names)
+    links = match_links(ARKIT_SHAPES)
     values = target_values(track.expression_names, track.weights, links)
     columns = np.stack([values.get(name, np.zeros(track.n_frames, np.float32)) for name in ARKIT_SHAPES], 1)
     angles = head_angles(track.rotation)
@@ -62,10 +74,9 @@ def write_live_link_csv(track: AnimationTrack, path: str | Path) -> Path:
 def read_live_link_csv(path: str | Path, fps: float | None = None) -> AnimationTrack:
     """A Live Link Face CSV -> an AnimationTrack: ARKit's 52 shapes (ARKit's spelling) per row, the head's rotation
     from HeadYaw / HeadPitch / HeadRoll (identity where those columns are absent), no translation. Times come from
-    the timecodes at fps, or at the smallest of TIMECODE_RATES that holds every frame number (DEFAULT_RATE where
-    none reaches past 23), from 0 at the first row. MlafaceError naming the file and the line for an empty file,
-    missing columns, a row of the wrong length, a bad timecode, text or a non-finite value in a number, or
-    timecodes that do not increase."""
+    the timecodes at fps, or at the rate _timecode_rate reads from them, from 0 at the first row. MlafaceError
+    naming the file and the line for an empty file, missing columns, a row of the wrong length, a bad timecode,
+    text or a non-finite value in a number, or timecodes that do not increase."""
     path = Path(path)
     try:
         text = path.read_text(encoding="utf-8-sig")
@@ -105,12 +116,8 @@ def read_live_link_csv(path: str | Path, fps: float | None = None) -> AnimationT
                     from None
             if not math.isfinite(numbers[r, k]):
                 raise MlafaceError(f"{path}: line {n}, column {header[i]}: {fields[i].strip()} is not finite")
-    frame_numbers = [int(s[3]) for s in stamps]
     if fps is None:
-        top = max(frame_numbers)
-        fps = DEFAULT_RATE if top < 24 else next((r for r in TIMECODE_RATES if r > top), None)
-        if fps is None:
-            raise MlafaceError(f"{path}: timecode frame {top} is beyond {TIMECODE_RATES[-1]} frames/s")
+        fps = _timecode_rate(stamps, path)
     seconds = np.array([int(h) * 3600 + int(m) * 60 + int(s) + (int(f) + int((frac or "0").ljust(3, "0")[:3]) / 1000)
                         / fps for h, m, s, f, frac in stamps])
     back = np.flatnonzero(np.diff(seconds) <= 0)

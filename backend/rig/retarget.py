@@ -58,30 +58,27 @@ def _columns_for(shape: str, columns: dict[str, int]) -> list[int]:
     return []
 
 
-def match_links(target_names, source_names) -> list[ShapeLink]:
-    """A link per target shape key, in the rig's order: its ARKit shape where the source can drive it, else none.
-    The rig's reference key (its first, 'Basis') is never a target: leave it out of target_names."""
-    columns = source_columns(source_names)
-    links = []
-    for name in target_names:
-        shape = arkit_name(name)
-        links.append(ShapeLink(name, shape if shape and _columns_for(shape, columns) else ""))
-    return links
+def match_links(target_names) -> list[ShapeLink]:
+    """A link per target shape key, in the rig's order: its ARKit shape by name, or none. Whether a source has that
+    shape is asked when values are made (a CSV has tongueOut, an ICT-FaceKit head has not), so one rig's links
+    serve every source. The rig's reference key (its first, 'Basis') is never a target: leave it out."""
+    return [ShapeLink(name, arkit_name(name) or "") for name in target_names]
 
 
 def unmatched(links: list[ShapeLink], source_names) -> tuple[list[str], list[str]]:
-    """(target keys nothing drives, source names that drive no target), for the user to see and correct."""
+    """(target keys this source drives not: no link, or a shape the source lacks; source names that drive no
+    target), for the user to see and correct."""
     columns = source_columns(source_names)
-    used = {c for link in links if link.source for c in _columns_for(link.source, columns)}
+    reads = {link.target: _columns_for(link.source, columns) if link.source else [] for link in links}
+    used = {c for cols in reads.values() for c in cols}
     names = [str(n) for n in source_names]
-    return [link.target for link in links if not link.source], [n for e, n in enumerate(names) if e not in used]
+    return [t for t, cols in reads.items() if not cols], [n for e, n in enumerate(names) if e not in used]
 
 
 def target_values(source_names, weights: np.ndarray, links: list[ShapeLink], strength: float = 1.0,
                   limits: dict[str, tuple[float, float]] | None = None) -> dict[str, np.ndarray]:
     """weights [N, E] of the source's names -> {target key: [N] float32} for every link with a source. limits:
-    each key's (min, max) slider range, default (0, 1). A link whose source the track lacks raises ValueError
-    naming it."""
+    each key's (min, max) slider range, default (0, 1). Links to a shape the source lacks are left out."""
     columns = source_columns(source_names)
     weights = np.asarray(weights, dtype=np.float64)
     values = {}
@@ -90,7 +87,7 @@ def target_values(source_names, weights: np.ndarray, links: list[ShapeLink], str
             continue
         cols = _columns_for(link.source, columns)
         if not cols:
-            raise ValueError(f"shape key {link.target!r}: the source has no {link.source!r}")
+            continue
         lo, hi = (limits or {}).get(link.target, (0.0, 1.0))
         v = link.offset + link.scale * strength * weights[:, cols].mean(1)
         values[link.target] = np.clip(v, lo, hi).astype(np.float32)
