@@ -116,6 +116,43 @@ def test_shape_keys_survive_gltf_and_fbx(addon, tmp_path):
         assert keys == names, path.suffix
 
 
+def test_a_live_link_csv_onto_the_mlaface_head(addon, tmp_path):
+    """The reconstructed head is an ARKit rig too: a CSV's whole browInnerUp spreads over its two halves."""
+    import numpy as np
+
+    from backend.io.animation import AnimationTrack
+    from backend.io.live_link import write_live_link_csv
+    from backend.rig.names import ARKIT_SHAPES
+
+    if "takeo" not in bpy.data.objects:
+        assert bpy.ops.mlaface.reconstruct(filepath=str(FACES / "takeo.ppm")) == {"FINISHED"}
+    head = bpy.data.objects["takeo"]
+    n = 40
+    weights = np.zeros((n, 52), np.float32)
+    weights[:, ARKIT_SHAPES.index("jawOpen")] = np.linspace(0, 1, n)
+    weights[:, ARKIT_SHAPES.index("browInnerUp")] = 0.5
+    track = AnimationTrack(fps=30.0, times=np.arange(n) / 30, frame_index=np.arange(n, dtype=np.int32),
+                           expression_names=np.array(ARKIT_SHAPES), weights=weights,
+                           rotation=np.tile(np.eye(3, dtype=np.float32), (n, 1, 1)),
+                           translation=np.zeros((n, 3), np.float32), tracked=np.ones(n, bool), source="phone")
+    csv = write_live_link_csv(track, tmp_path / "phone.csv")
+    bpy.ops.object.select_all(action="DESELECT")
+    head.select_set(True)
+    bpy.context.view_layer.objects.active = head
+    bpy.context.scene.render.fps, bpy.context.scene.render.fps_base = 30, 1.0
+    bpy.context.scene.mlaface_drive.start_frame = 1
+    assert bpy.ops.mlaface.import_live_link(filepath=str(csv)) == {"FINISHED"}
+    from bl_ext.user_default.mlaface.importer import fcurves
+
+    curves = fcurves(head.data.shape_keys)
+    jaw = curves.find('key_blocks["jawOpen"].value').keyframe_points
+    assert len(jaw) == n and jaw[-1].co[1] == pytest.approx(1.0) and round(jaw[-1].co[0]) == n
+    for half in ("browInnerUpLeft", "browInnerUpRight"):
+        assert {round(k.co[1], 3) for k in curves.find(f'key_blocks["{half}"].value').keyframe_points} == {0.5}
+    assert head.mlaface_unmatched_targets == ""  # every one of the head's 53 keys is an ARKit shape of the CSV
+    head.data.shape_keys.animation_data_clear()
+
+
 @pytest.mark.slow
 def test_animate_clip_keys_the_timeline(addon, real_model_path, tmp_path):
     pytest.importorskip("av", reason="PyAV (the video extra) is not installed")
