@@ -21,6 +21,12 @@ def _evaluate(args: argparse.Namespace) -> int:
     return run(args)
 
 
+def _evaluate_scans(args: argparse.Namespace) -> int:
+    from .scan_eval import run
+
+    return run(args)
+
+
 def train(commands) -> None:
     p = commands.add_parser("train", help="train the network (see training/train.py)")
     add_train_arguments(p)
@@ -49,3 +55,14 @@ def evaluate(commands) -> None:
                    help="fitting steps of --pipeline and --floor (default: mlaface reconstruct's)")
     a.add_argument("-o", "--output", default="eval", metavar="OUTDIR", help="where the JSON and PNG go (eval/)")
     a.set_defaults(func=_evaluate)
+    s = which.add_parser("scans", help="3D shape against scans (NoW, MICC Florence or a manifest): scan-to-mesh "
+                                       "distance in mm after the protocols' alignment, with baselines")
+    s.add_argument("data", metavar="DIR", help="the benchmark folder (or its manifest.json)")
+    s.add_argument("--layout", default="auto", choices=["auto", "now", "micc", "manifest"])
+    s.add_argument("--weights", metavar="FILE", help="network weights (default: $MLAFACE_WEIGHTS, shipped, cache)")
+    s.add_argument("--model", metavar="FILE", help="face model file")
+    s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
+    s.add_argument("--fit-steps", type=int, default=150, metavar="N", help="fitting steps (mlaface reconstruct's)")
+    s.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th case (default: all)")
+    s.add_argument("-o", "--output", default="eval", metavar="OUTDIR", help="where the JSON and PNG go (eval/)")
+    s.set_defaults(func=_evaluate_scans)
