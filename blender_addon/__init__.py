@@ -7,9 +7,9 @@ anywhere."""
 
 
 def _modules():
-    from . import drive_operators, operators, panels, preferences
+    from . import drive_operators, operators, panels, preferences, setup_operators
 
-    return preferences, operators, drive_operators, panels
+    return preferences, setup_operators, operators, drive_operators, panels
 
 
 def register() -> None:

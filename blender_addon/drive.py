@@ -16,7 +16,7 @@ import bpy
 import numpy as np
 from mathutils import Matrix, Quaternion
 
-from .backend.io.animation import pose_track, read_track
+from .backend.io.animation import AnimationTrack, pose_track, read_track
 from .backend.io.errors import MlafaceError
 from .backend.io.live_link import read_live_link_csv
 from .backend.rig.retarget import (
@@ -28,7 +28,7 @@ from .backend.rig.retarget import (
     target_values,
     unmatched,
 )
-from .importer import scene_frames
+from .importer import fcurves, scene_frames
 
 OURS = "mlaface_drive"  # custom property on the actions made here
 
@@ -40,16 +40,42 @@ def source_track(settings):
         head = settings.head
         if head is None or not shape_key_names(head):
             raise MlafaceError("choose the head whose expression to apply (a mesh with shape keys)")
-        blocks = head.data.shape_keys.key_blocks[1:]
-        turn = np.array(head.matrix_world.to_3x3().normalized())
-        return pose_track([b.name for b in blocks], [b.value for b in blocks],
-                          Z_UP_FROM_Y_UP.T @ turn @ Z_UP_FROM_Y_UP, head.name)
+        return head_track(head)
     path = bpy.path.abspath(settings.filepath)
     if not settings.filepath:
         raise MlafaceError("choose the animation track (_anim.npz) or Live Link Face CSV to apply")
     if settings.source == "TRACK":
         return read_track(path)
     return read_live_link_csv(path, settings.csv_fps or None)
+
+
+def head_track(head):
+    """A head in the scene as a source: its shape keys' animation over its action's frames (and the object's
+    rotation at each), or, where its keys are not animated, its current expression as one frame."""
+    blocks = head.data.shape_keys.key_blocks[1:]
+    names = [b.name for b in blocks]
+    anim = head.data.shape_keys.animation_data
+    if anim is None or anim.action is None:
+        turn = np.array(head.matrix_world.to_3x3().normalized())
+        return pose_track(names, [b.value for b in blocks], Z_UP_FROM_Y_UP.T @ turn @ Z_UP_FROM_Y_UP, head.name)
+    scene = bpy.context.scene
+    first, last = (int(round(f)) for f in anim.action.frame_range)
+    frames = np.arange(first, last + 1)
+    curves = {c.data_path: c for c in fcurves(head.data.shape_keys)}
+    weights = np.array([[curves[p].evaluate(f) if p in curves else b.value for b, p in
+                         ((b, f'key_blocks["{bpy.utils.escape_identifier(b.name)}"].value') for b in blocks)]
+                        for f in frames], np.float32)
+    current, turns = scene.frame_current, []
+    for f in frames:  # the object's world rotation, however it is animated (parents, constraints)
+        scene.frame_set(int(f))
+        turns.append(Z_UP_FROM_Y_UP.T @ np.array(head.matrix_world.to_3x3().normalized()) @ Z_UP_FROM_Y_UP)
+    scene.frame_set(current)
+    fps = scene.render.fps / scene.render.fps_base
+    n = len(frames)
+    return AnimationTrack(fps=fps, times=(frames - first) / fps, frame_index=np.arange(n, dtype=np.int32),
+                          expression_names=np.array(names), weights=np.clip(weights, 0, None),
+                          rotation=np.array(turns, np.float32), translation=np.zeros((n, 3), np.float32),
+                          tracked=np.ones(n, bool), source=head.name)
 
 
 def shape_key_names(obj) -> list[str]:

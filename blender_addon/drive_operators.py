@@ -30,11 +30,12 @@ def _is_head(self, obj) -> bool:
 
 class MLAFACE_DriveSettings(bpy.types.PropertyGroup):
     source: EnumProperty(name="Source", items=[
-        ("HEAD", "Head", "The expression of a head in the scene (an mlaface head, or any ARKit rig)"),
+        ("HEAD", "Head", "A head in the scene (an mlaface head, or any ARKit rig): its shape-key animation, or "
+                         "its current expression where it has none"),
         ("TRACK", "Clip Track", "A clip's animation track (_anim.npz, written by mlaface animate)"),
         ("CSV", "Live Link CSV", "A Live Link Face recording (.csv)")], default="TRACK")
     head: PointerProperty(name="Head", type=bpy.types.Object, poll=_is_head,
-                          description="The head whose current expression is applied")
+                          description="The head whose animation (or current expression) is applied")
     filepath: StringProperty(name="File", subtype="FILE_PATH",
                              description="The _anim.npz track or the Live Link Face CSV")
     csv_fps: FloatProperty(name="Timecode Rate", default=0.0, min=0.0, max=240.0,

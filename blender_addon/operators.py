@@ -9,6 +9,7 @@ the scene as it was.
 
 from __future__ import annotations
 
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -37,6 +38,13 @@ class ReconstructBase:
     same_person = False
     grid = False
     nothing = "no face was reconstructed"
+
+    @classmethod
+    def poll(cls, context):
+        reason = session.readiness(preferences(context))
+        if reason:
+            cls.poll_message_set(reason)
+        return reason is None
 
     def _start(self, context):
         photos = self.photos()
@@ -72,6 +80,12 @@ class ReconstructBase:
             self._done = event
 
     def _finish(self, context) -> set[str]:
+        try:
+            return self._import_and_report()
+        finally:
+            shutil.rmtree(self._output, ignore_errors=True)  # the results are in the .blend now
+
+    def _import_and_report(self) -> set[str]:
         for message in self._errors:
             self.report({"WARNING"}, message)
         if not self._results:

@@ -16,6 +16,15 @@ class MLAFACE_PT_main(bpy.types.Panel):
     bl_category = "mlaface"
 
     def draw(self, context):
+        from .preferences import preferences
+
+        prefs = preferences(context)
+        box = self.layout.box()
+        for ready, text in (session.backend_state(prefs), session.model_state(prefs)):
+            box.label(text=text, icon="CHECKMARK" if ready else "ERROR")
+        if session.readiness(prefs):
+            box.operator("preferences.addon_show", text="Set Up in Preferences", icon="PREFERENCES").module = \
+                __package__
         col = self.layout.column(align=True)
         col.operator("mlaface.reconstruct", icon="USER")
         col.operator("mlaface.reconstruct_same_person", icon="COMMUNITY")

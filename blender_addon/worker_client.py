@@ -1,6 +1,7 @@
-"""The add-on's side of the worker: starts `python -m backend worker` in the interpreter the user chose (one
-with torch and mlaface's dependencies), with the backend bundled in this extension first on its path, and
-exchanges protocol lines (backend/io/worker_protocol.py) with it. No bpy: tested with plain pytest as well.
+"""The add-on's side of the worker: starts `python -m backend worker` in an interpreter where mlaface is installed
+(the add-on's private environment, or one the user chose) and exchanges protocol lines with it through
+backend/io/worker_protocol.py (its encoder, version and the events that end a request). No bpy: tested with plain
+pytest as well.
 """
 
 from __future__ import annotations
@@ -9,9 +10,15 @@ import json
 import os
 import queue
 import subprocess
+import tempfile
 import threading
 import time
 from pathlib import Path
+
+try:
+    from .backend.io import worker_protocol as protocol  # inside the extension (bundled by build_addon.py)
+except ImportError:
+    from backend.io import worker_protocol as protocol  # in the checkout
 
 
 class WorkerError(RuntimeError):
@@ -19,9 +26,10 @@ class WorkerError(RuntimeError):
 
 
 class WorkerClient:
-    def __init__(self, python: str, backend_root: str | Path, args: list[str] | None = None,
-                 env: dict[str, str] | None = None):
-        self.python, self.backend_root, self.args = python, str(backend_root), list(args or [])
+    def __init__(self, python: str, args: list[str] | None = None, env: dict[str, str] | None = None,
+                 version: str | None = None):
+        """version: the mlaface version the worker must run (the add-on's own); None accepts any."""
+        self.python, self.args, self.version = python, list(args or []), version
         self.env = dict(env or {})
         self.proc: subprocess.Popen | None = None
         self.ready: dict = {}
@@ -32,14 +40,13 @@ class WorkerClient:
     def start(self, timeout: float = 180.0) -> dict:
         """Start the worker and wait for its "ready" event; WorkerError with its stderr when it does not come."""
         if not self.python or not Path(self.python).is_file():
-            raise WorkerError(f"Python interpreter not found: {self.python!r}. Set it in the add-on preferences "
-                              f"to a Python with mlaface installed (pip install mlaface)")
+            raise WorkerError(f"Python interpreter not found: {self.python!r}. Press Install Backend in the add-on "
+                              f"preferences, or choose a Python with mlaface installed")
         env = {**os.environ, **self.env}
-        env["PYTHONPATH"] = os.pathsep.join(p for p in (self.backend_root, env.get("PYTHONPATH", "")) if p)
         try:
             self.proc = subprocess.Popen([self.python, "-m", "backend", "worker", *self.args],
                                          stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=subprocess.PIPE,
-                                         text=True, bufsize=1, env=env)
+                                         text=True, bufsize=1, env=env, cwd=tempfile.gettempdir())
         except OSError as e:
             raise WorkerError(f"could not start {self.python}: {e}") from None
         threading.Thread(target=self._read_stdout, daemon=True).start()
@@ -47,6 +54,13 @@ class WorkerClient:
         event = self._next_event(timeout)
         if event.get("event") != "ready":
             raise WorkerError(f"the worker did not start: {event}")
+        if event.get("protocol") != protocol.PROTOCOL_VERSION:
+            self.close()
+            raise WorkerError(f"the worker speaks protocol {event.get('protocol')}, this add-on "
+                              f"{protocol.PROTOCOL_VERSION}: install the backend again")
+        if self.version and event.get("mlaface") != self.version:
+            event = {**event, "ok": False, "error": f"the backend is mlaface {event.get('mlaface')} and this add-on "
+                                                    f"{self.version}: press Install Backend to update it"}
         self.ready = event
         return event
 
@@ -84,7 +98,7 @@ class WorkerClient:
         self._next_id += 1
         rid = f"r{self._next_id}"
         try:
-            self.proc.stdin.write(json.dumps({"id": rid, "cmd": cmd, **fields}) + "\n")
+            self.proc.stdin.write(protocol.encode({"id": rid, "cmd": cmd, **fields}))
             self.proc.stdin.flush()
         except (BrokenPipeError, OSError):
             raise WorkerError("the worker stopped; start it again") from None
@@ -113,7 +127,7 @@ class WorkerClient:
             events.append(event)
             if on_event:
                 on_event(event)
-            if event["event"] in ("done", "status", "ok", "bye"):  # a request's last event
+            if event["event"] in protocol.FINAL_EVENTS:
                 return events
 
     def close(self) -> None:

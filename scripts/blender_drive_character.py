@@ -1,8 +1,9 @@
-"""A clip applied to a second, differently shaped ARKit head, in Blender through the add-on (bpy, headless): render
-the project's test clip (backend/clip/synthetic_clip.py), animate the mlaface head from it with Animate from
-Video (the worker), build a character of another identity whose 52 shape keys are spelled `Blendshape.eye_blink_L`
-(browInnerUp and cheekPuff whole), key the clip's track onto it with Apply to Selected (with the head rotation),
-and render listed frames with Cycles on the CPU: clip frame | the mlaface head | the character.
+"""A clip applied to a second, differently shaped ARKit head, in Blender through the add-on (bpy, headless):
+render the project's test clip (backend/clip/synthetic_clip.py), animate the mlaface head from it (`mlaface
+animate`, imported by the add-on's Animate from Video importer), build a character of another identity whose
+shape keys are spelled `Blendshape.eye_blink_L` (browInnerUp and cheekPuff whole), key the clip's track onto it
+with Apply to Selected (with the head rotation), and render listed frames with Cycles on the CPU: clip frame |
+the mlaface head | the character.
 
     python scripts/blender_drive_character.py [--model FILE] [--frames 1,12,28] [-o docs/drive_character.png]
 """
@@ -11,6 +12,7 @@ from __future__ import annotations
 
 import argparse
 import re
+import subprocess
 import sys
 import tempfile
 import time
@@ -24,6 +26,7 @@ from PIL import Image
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from backend.clip.synthetic_clip import FPS, render_clip, truth_curves  # noqa: E402
 from backend.clip.video import write_video  # noqa: E402
+from backend.io.animation import read_track  # noqa: E402
 from backend.io.face_result import read_result  # noqa: E402
 from backend.io.model_file import read_model  # noqa: E402
 from backend.model.albedo_model import AlbedoModel  # noqa: E402
@@ -72,12 +75,12 @@ def main() -> None:
 
     bpy.ops.wm.read_factory_settings(use_empty=True)
     bpy.ops.extensions.package_install_files(filepath=str(build(work)), repo="user_default", enable_on_install=True)
-    prefs = bpy.context.preferences.addons[ADDON].preferences
-    prefs.python_path, prefs.model_path, prefs.device = sys.executable, str(model), "cpu"
-    bpy.ops.mlaface.animate_clip(filepath=str(clip), smooth=0.5)
-    anim = next(Path(tempfile.gettempdir()).glob("mlaface-*/take_anim.npz"))
-
+    subprocess.run([sys.executable, "-m", "backend", "animate", str(clip), "-o", str(work), "--model", str(model)],
+                   check=True, capture_output=True)
+    anim = work / "take_anim.npz"
     importer = sys.modules[f"{ADDON}.importer"]
+    importer.import_animation(read_result(work / "take.npz"), read_track(anim), "take")  # Animate from Video's import
+
     collection = bpy.data.collections.new("character")
     bpy.context.scene.collection.children.link(collection)
     rig = importer.build_head(character(read_result(anim.with_name("take.npz")), data), "character", collection,

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import subprocess
 import sys
 import tempfile
 import time
@@ -57,10 +58,13 @@ def main() -> None:
     total = time.perf_counter() - start
     head = bpy.data.objects[photo.stem]
 
-    # building the Blender data alone, from the FaceResult the worker wrote
+    # building the Blender data alone, from a FaceResult the command line writes (the operator's is removed)
     importer = sys.modules[f"{ADDON}.importer"]
     face_result = sys.modules[f"{ADDON}.backend.io.face_result"]
-    npz = next(Path(tempfile.gettempdir()).glob(f"mlaface-*/{photo.stem}.npz"))
+    folder = Path(tempfile.mkdtemp())
+    subprocess.run([sys.executable, "-m", "backend", "reconstruct", str(photo), "-o", str(folder), "--formats", "npz",
+                    *(["--model", args.model] if args.model else [])], check=True, capture_output=True)
+    npz = folder / f"{photo.stem}.npz"
     start = time.perf_counter()
     importer.import_results([face_result.read_result(npz)], ["timing"], "timing", with_camera=False, grid=True)
     build_s = time.perf_counter() - start

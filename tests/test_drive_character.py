@@ -217,3 +217,21 @@ def test_a_malformed_source_changes_nothing(scene, tmp_path, content, message):
     with pytest.raises(RuntimeError, match="select the meshes to drive"):
         bpy.ops.mlaface.apply_to_selected()
     assert len(bpy.data.actions) == before[0]
+
+
+def test_an_animated_head_is_applied_over_its_frames(scene):
+    """A head animated in the scene (Animate from Video's, or any rig's) drives the target frame by frame."""
+    s, arkit, snake, _ = scene
+    keys = arkit.data.shape_keys
+    for frame, value in ((1, 0.0), (5, 0.8)):
+        keys.key_blocks["jawOpen"].value = value
+        keys.keyframe_insert('key_blocks["jawOpen"].value', frame=frame)
+    from bl_ext.user_default.mlaface.importer import fcurves
+
+    for point in fcurves(keys)[0].keyframe_points:
+        point.interpolation = "LINEAR"
+    settings = s.mlaface_drive
+    settings.source, settings.head = "HEAD", arkit
+    select(snake)
+    assert bpy.ops.mlaface.apply_to_selected() == {"FINISHED"}
+    assert keys_of(snake, "Blendshape.jaw_open") == [(1, 0.0), (2, 0.2), (3, 0.4), (4, 0.6), (5, 0.8)]

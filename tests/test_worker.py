@@ -97,8 +97,12 @@ def test_add_on_client_reports_a_killed_or_missing_worker(real_model_path, tmp_p
     from blender_addon.worker_client import WorkerClient, WorkerError
 
     with pytest.raises(WorkerError, match="Python interpreter not found"):
-        WorkerClient(str(tmp_path / "python9"), Path(__file__).parents[1]).start()
-    client = WorkerClient(sys.executable, Path(__file__).parents[1], ["--model", str(real_model_path)])
+        WorkerClient(str(tmp_path / "python9")).start()
+    old = WorkerClient(sys.executable, ["--model", str(real_model_path)], version="0.0.1")
+    ready = old.start()  # a backend of another version: started, not ready, and the message says what to do
+    assert not ready["ok"] and "press Install Backend" in ready["error"]
+    old.close()
+    client = WorkerClient(sys.executable, ["--model", str(real_model_path)])
     assert client.start()["ok"]
     assert client.wait(client.send("status"))[0]["event"] == "status"
     rid = client.send("reconstruct", photos=[str(FACES / "takeo.ppm")], output=str(tmp_path / "out"))

@@ -39,6 +39,7 @@ import json
 
 PROTOCOL_VERSION = 1
 COMMANDS = ("status", "reconstruct", "animate", "cancel", "shutdown")
+FINAL_EVENTS = ("done", "status", "ok", "bye")  # the last event of a request
 
 
 class ProtocolError(ValueError):
