@@ -7,7 +7,8 @@ Python that has venv and ensurepip: Blender's own where it can, else the one the
 An install runs in stages, each a subprocess whose output goes to the log: environment, check (the environment's
 pip resolves every package for this Python and platform as wheels only, before anything is installed: a missing
 wheel is named, not compiled half-way), torch (PyPI's CPU build by default, a CUDA build where an NVIDIA GPU is found
-or the user asks), mlaface (the wheel inside this extension, with its pinned extras), verify. Cancel stops the
+or the user asks), mlaface (the wheel inside this extension, with its extras), verify; every step under the
+version ranges the backend is tested with (TESTED, a pip constraints file). Cancel stops the
 running subprocess; an install started again reuses what is there (pip skips what is installed), so a cancelled or
 broken install is repaired by installing again. Nothing is written outside the extension's folder.
 """
@@ -26,6 +27,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 TORCH = "torch>=2.1,<2.14"
+# the versions the backend is tested with (Python 3.11; numpy 2 only where 1.26 has no wheels: Python 3.13+)
+TESTED = ("numpy>=1.26,<2; python_version < '3.13'", "numpy>=2.1,<3; python_version >= '3.13'", "scipy>=1.10,<1.18",
+          "pillow>=10,<14", "av>=12,<19", "dlib-bin>=19.24,<21", "face-recognition-models>=0.3,<0.4", TORCH)
 EXTRAS = "dlib,video"  # offline 68-point landmarks and clip reading, both with wheels for the main platforms
 # torch builds: PyTorch's CPU or CUDA index beside PyPI, or PyPI's own default (CUDA on Linux x86, CPU elsewhere)
 TORCH_INDEX = {"cpu": "https://download.pytorch.org/whl/cpu", "cuda": "https://download.pytorch.org/whl/cu124",
@@ -178,7 +182,10 @@ class Installer:
                     if plan.reuse_site_packages:
                         _reuse_packages(plan.base_python, python)
                 self.progress.percent = 5
-                pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", *plan.pip_source()]
+                constraints = plan.folder / "constraints.txt"
+                constraints.write_text("\n".join(TESTED) + "\n")
+                pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(constraints),
+                       *plan.pip_source()]
                 self._step("check", [*pip, "--dry-run", *WHEELS_ONLY, *plan.torch_args(),
                                      *plan.mlaface_args()], log)
                 self.progress.percent = 15
@@ -248,7 +255,7 @@ def run_backend(python: Path, args: list[str], log: Path) -> subprocess.Popen:
 def uninstall(folder: Path) -> list[str]:
     """Remove the environment, the face model and the install's files; -> what was removed."""
     removed = []
-    for name in ("backend-env", "face-model.npz", "install.json", "install.log"):
+    for name in ("backend-env", "face-model.npz", "install.json", "install.log", "constraints.txt"):
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)
