@@ -117,6 +117,9 @@ def build_head(result, name: str, collection, created: Created, posed: bool = Tr
         obj.matrix_world = _world(result.rotation, result.translation)
     obj["mlaface_photo"] = result.photo
     obj["mlaface_face_index"] = int(result.face_index)
+    quality = result.meta.get("fit_quality")
+    if quality:  # how much to trust the fit (backend/reconstruct/pipeline.py: fit_quality)
+        obj["mlaface_fit_quality"] = float(quality["score"])
     return obj
 
 

@@ -23,6 +23,7 @@ from .importer import import_animation, import_results
 from .preferences import preferences
 from .worker_client import WorkerError
 
+FIT_QUALITY_WARNING = 0.5  # FaceResult metadata fit_quality.score below this is named in the report
 IMAGE_FILTER = "*.jpg;*.jpeg;*.png;*.webp;*.tif;*.tiff;*.bmp;*.ppm"
 VIDEO_FILTER = "*.mp4;*.mov;*.mkv;*.avi;*.webm;*.m4v"
 
@@ -69,7 +70,10 @@ class ReconstructBase:
         names = [Path(r.photo).stem + (f"_face{r.face_index}" if r.face_index else "") for r in results]
         collection = "mlaface " + (names[0] if len(names) == 1 else f"batch of {len(names)}")
         import_results(results, names, collection, with_camera=not self.grid, grid=self.grid)
-        return f"{len(results)} face(s)"
+        scores = sorted((r.meta.get("fit_quality", {}).get("score", 1.0), n) for r, n in zip(results, names,
+                                                                                              strict=True))
+        shaky = [f"{n} {q:.2f}" for q, n in scores if q < FIT_QUALITY_WARNING][:5]
+        return f"{len(results)} face(s)" + (f"; least certain fits (fit quality): {', '.join(shaky)}" if shaky else "")
 
     def _handle(self, event: dict) -> None:
         if event["event"] == "result":

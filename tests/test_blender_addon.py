@@ -60,7 +60,7 @@ def test_reconstruct_one_photo(addon):
     # pose: in front of the matched camera (which looks along +y), upright, and the camera has the photo's view
     assert head.location.y > 0.2 and head.matrix_world.col[2][2] > 0.8
     assert camera.type == "CAMERA" and camera.data.lens > 0 and camera.data.background_images[0].image is not None
-    assert Path(head["mlaface_photo"]).name == "takeo.ppm"
+    assert Path(head["mlaface_photo"]).name == "takeo.ppm" and 0 < head["mlaface_fit_quality"] <= 1
 
 
 def test_batch_with_a_bad_file(addon, tmp_path):
