@@ -20,10 +20,9 @@ import os
 import re
 import shutil
 import subprocess
-import sys
 import threading
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 
 TORCH = "torch>=2.1,<2.14"
@@ -105,7 +104,6 @@ class Progress:
     running: bool = False
     ok: bool | None = None
     message: str = ""
-    lines: list = field(default_factory=list)
 
 
 _PACKAGE = re.compile(r"^(?:Collecting|Downloading|Requirement already satisfied:|Processing)\s+(\S+)")
@@ -237,8 +235,8 @@ def _pip_error(stage: str, output: str) -> str:
     """A failed stage's message: the packages pip found no wheel for, or its last lines."""
     missing = re.findall(r"No matching distribution found for (\S+)", output)
     if missing:
-        return (f"{stage}: no wheel for this Python ({sys.version_info.major}.{sys.version_info.minor} here) and "
-                f"platform: {', '.join(dict.fromkeys(missing))}; nothing was installed for them")
+        return (f"{stage}: no wheel for the environment's Python and this platform: "
+                f"{', '.join(dict.fromkeys(missing))}; nothing was installed")
     tail = [ln for ln in output.strip().splitlines() if ln.strip()][-3:]
     return f"{stage} failed: " + " / ".join(tail)
 
