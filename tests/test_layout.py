@@ -1,5 +1,6 @@
-"""The boundaries of the layout, checked on the code itself: backend/io imports neither torch nor bpy (the Blender
-add-on runs it in Blender's Python), the add-on uses only backend/io, and backend never imports training or bpy."""
+"""The boundaries of the layout, checked on the code itself: backend/io and backend/rig import neither torch nor bpy
+(the Blender add-on runs them in Blender's Python), the add-on uses only those two (build_addon.py bundles just
+them), and backend never imports training or bpy."""
 
 from __future__ import annotations
 
@@ -25,13 +26,15 @@ def _imports(path: Path) -> list[tuple[int, str]]:
 
 
 def test_io_imports_neither_torch_nor_bpy():
-    """Every module of backend/io and the add-on's worker client, imported in a fresh interpreter."""
+    """Every module of backend/io and backend/rig, the add-on's worker client and installer, imported in a fresh
+    interpreter."""
     code = """
 import importlib, pkgutil, sys
-import backend.io
-for m in pkgutil.iter_modules(backend.io.__path__, "backend.io."):
-    importlib.import_module(m.name)
-import blender_addon.worker_client
+import backend.io, backend.rig
+for package in (backend.io, backend.rig):
+    for m in pkgutil.iter_modules(package.__path__, package.__name__ + "."):
+        importlib.import_module(m.name)
+import blender_addon.worker_client, blender_addon.backend_env
 loaded = sorted(n for n in ("torch", "bpy", "scipy") if n in sys.modules)
 print(len(list(pkgutil.iter_modules(backend.io.__path__))), loaded)
 """
@@ -43,8 +46,9 @@ print(len(list(pkgutil.iter_modules(backend.io.__path__))), loaded)
 
 def test_the_add_on_uses_only_backend_io():
     used = [(p.name, name) for p in sorted((REPO / "blender_addon").glob("*.py")) for level, name in _imports(p)
-            if level == 1 and name.startswith("backend")]
-    assert used and all(name.startswith("backend.io.") for _, name in used), used
+            if level == 1 and name.split(".")[0] == "backend"]
+    allowed = ("backend.io.", "backend.rig.", "backend.__version__")
+    assert used and all(name.startswith(allowed) for _, name in used), used
     assert not [(p.name, n) for p in (REPO / "blender_addon").glob("*.py") for _, n in _imports(p)
                 if n.split(".")[0] == "torch"]
 
