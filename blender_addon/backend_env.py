@@ -40,8 +40,18 @@ VERIFY = ("import json, torch, backend; print(json.dumps({'mlaface': backend.__v
           "'torch': torch.__version__, 'cuda': torch.cuda.is_available()}))")
 
 
+# what the add-on keeps in its user folder, and nothing else
+ENV_FOLDER, MODEL_FILE, LOG_FILE, STATE_FILE, CONSTRAINTS_FILE = (
+    "backend-env", "face-model.npz", "install.log", "install.json", "constraints.txt")
+
+
 def env_python(env: Path) -> Path:
     return env / ("Scripts/python.exe" if os.name == "nt" else "bin/python")
+
+
+def folder_python(folder: Path) -> Path:
+    """The private environment's interpreter under the extension's user folder."""
+    return env_python(folder / ENV_FOLDER)
 
 
 def bundled_wheel(extension: Path) -> Path | None:
@@ -83,7 +93,7 @@ class Plan:
 
     @property
     def env(self) -> Path:
-        return self.folder / "backend-env"
+        return self.folder / ENV_FOLDER
 
     def pip_source(self) -> list[str]:
         return ["--no-index", "--find-links", self.source] if self.source else []
@@ -112,7 +122,7 @@ _PACKAGE = re.compile(r"^(?:Collecting|Downloading|Requirement already satisfied
 def read_state(folder: Path) -> dict:
     """install.json: {"ok": bool, "mlaface", "torch", "cuda", "error", "finished"}; {} where none was made."""
     try:
-        return json.loads((folder / "install.json").read_text())
+        return json.loads((folder / STATE_FILE).read_text())
     except (OSError, ValueError):
         return {}
 
@@ -128,7 +138,7 @@ class Installer:
 
     @property
     def log_path(self) -> Path:
-        return self.plan.folder / "install.log"
+        return self.plan.folder / LOG_FILE
 
     def start(self) -> Installer:
         self.plan.folder.mkdir(parents=True, exist_ok=True)
@@ -180,7 +190,7 @@ class Installer:
                     if plan.reuse_site_packages:
                         _reuse_packages(plan.base_python, python)
                 self.progress.percent = 5
-                constraints = plan.folder / "constraints.txt"
+                constraints = plan.folder / CONSTRAINTS_FILE
                 constraints.write_text("\n".join(TESTED) + "\n")
                 pip = [str(python), "-m", "pip", "install", "--disable-pip-version-check", "-c", str(constraints),
                        *plan.pip_source()]
@@ -205,7 +215,7 @@ class Installer:
             self.progress.ok, self.progress.message = False, str(e)
         finally:
             state["finished"] = time.strftime("%Y-%m-%d %H:%M:%S")
-            (plan.folder / "install.json").write_text(json.dumps(state))
+            (plan.folder / STATE_FILE).write_text(json.dumps(state))
             self.progress.percent = 100 if state["ok"] else self.progress.percent
             self.progress.running = False
 
@@ -243,17 +253,17 @@ def _pip_error(stage: str, output: str) -> str:
 
 def run_backend(python: Path, args: list[str], log: Path) -> subprocess.Popen:
     """`python -m backend ARGS` (the face model's install) with its output appended to log."""
-    handle = open(log, "a", encoding="utf-8")
-    handle.write(f"\n$ {python} -m backend {' '.join(args)}\n")
-    handle.flush()
-    return subprocess.Popen([str(python), "-m", "backend", *args], stdout=handle, stderr=subprocess.STDOUT,
-                            cwd=log.parent, env={**os.environ, "PYTHONNOUSERSITE": "1"})
+    with open(log, "a", encoding="utf-8") as handle:  # the child keeps its own copy of the file
+        handle.write(f"\n$ {python} -m backend {' '.join(args)}\n")
+        handle.flush()
+        return subprocess.Popen([str(python), "-m", "backend", *args], stdout=handle, stderr=subprocess.STDOUT,
+                                cwd=log.parent, env={**os.environ, "PYTHONNOUSERSITE": "1"})
 
 
 def uninstall(folder: Path) -> list[str]:
     """Remove the environment, the face model and the install's files; -> what was removed."""
     removed = []
-    for name in ("backend-env", "face-model.npz", "install.json", "install.log", "constraints.txt"):
+    for name in (ENV_FOLDER, MODEL_FILE, STATE_FILE, LOG_FILE, CONSTRAINTS_FILE):
         path = folder / name
         if path.is_dir():
             shutil.rmtree(path)

@@ -7,13 +7,12 @@ from __future__ import annotations
 from pathlib import Path
 
 from .backend import __version__
-from .backend_env import Installer, env_python, read_state
+from .backend_env import MODEL_FILE, Installer, folder_python, read_state
 from .worker_client import WorkerClient
 
 STATUS = {"text": "worker not started"}
 _worker: dict = {"client": None, "key": None}
 INSTALL: dict = {"installer": None}  # the Installer of this session, if one ran
-MODEL_FILE = "face-model.npz"
 
 
 def user_folder() -> Path:
@@ -34,7 +33,7 @@ def installing() -> Installer | None:
 
 def worker_python(prefs) -> str:
     """The interpreter the user chose, else the private environment's."""
-    return prefs.python_path or str(env_python(user_folder() / "backend-env"))
+    return prefs.python_path or str(folder_python(user_folder()))
 
 
 def model_path(prefs) -> str:

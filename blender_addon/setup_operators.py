@@ -12,7 +12,7 @@ import bpy
 from bpy.props import BoolProperty, StringProperty
 
 from . import session
-from .backend_env import Installer, Plan, bundled_wheel, env_python, run_backend, torch_build, uninstall
+from .backend_env import LOG_FILE, MODEL_FILE, Installer, Plan, bundled_wheel, run_backend, torch_build, uninstall
 from .preferences import preferences
 
 OFFLINE = ("Blender is set to work offline (Preferences > System > Network > Allow Online Access), so nothing was "
@@ -28,7 +28,7 @@ class ModelJob:
     """The backend's `model install` running in the environment, as the Installer's progress reads."""
 
     def __init__(self, python, args: list[str]):
-        self.log = session.user_folder() / "install.log"
+        self.log = session.user_folder() / LOG_FILE
         self.proc = run_backend(python, args, self.log)
         self.started = time.time()
 
@@ -162,15 +162,12 @@ class ModelOperator(SetupOperator):
         raise NotImplementedError
 
     def begin(self, context):
-        python = env_python(session.user_folder() / "backend-env")
         prefs = preferences(context)
-        if prefs.python_path:
-            python = prefs.python_path
-        elif not session.backend_state(prefs)[0]:
+        if not session.backend_state(prefs)[0]:
             raise SetupError("install the backend first (Install Backend)")
         session.stop()
-        return ModelJob(python, ["model", "install", *self.model_args(context),
-                                 "-o", str(session.user_folder() / session.MODEL_FILE)])
+        return ModelJob(session.worker_python(prefs), ["model", "install", *self.model_args(context),
+                                                       "-o", str(session.user_folder() / MODEL_FILE)])
 
 
 class MLAFACE_OT_download_model(ModelOperator, bpy.types.Operator):
@@ -210,7 +207,7 @@ class MLAFACE_OT_open_install_log(bpy.types.Operator):
     bl_label = "Open Log"
 
     def execute(self, context):
-        log = session.user_folder() / "install.log"
+        log = session.user_folder() / LOG_FILE
         if not log.is_file():
             self.report({"WARNING"}, "nothing was installed yet: no log")
             return {"CANCELLED"}
