@@ -81,23 +81,16 @@ def nose_tip(points: np.ndarray) -> np.ndarray:
 class Surface:
     """A triangle mesh to measure distances to: vertices [V, 3], triangles [T, 3] int."""
 
-    def __init__(self, vertices: np.ndarray, triangles: np.ndarray):
+    def __init__(self, vertices: np.ndarray, triangles: np.ndarray, ring: np.ndarray | None = None):
         self.vertices = np.asarray(vertices, np.float64)
         self.triangles = np.asarray(triangles, np.int64)
         self.tree = cKDTree(self.vertices[self.triangles].mean(1))
         self.vertex_tree = cKDTree(self.vertices)
-        # each vertex's triangles, padded by repeating its first: [V, most triangles at a vertex]
-        owner = self.triangles.ravel()
-        order = np.argsort(owner, kind="stable")
-        counts = np.bincount(owner, minlength=len(self.vertices))
-        first = np.concatenate([[0], np.cumsum(counts)[:-1]])
-        slot = np.arange(len(owner)) - np.repeat(first, counts)
-        ring = np.full((len(self.vertices), max(1, counts.max())), -1, np.int64)
-        ring[owner[order], slot] = order // 3
-        self.ring = np.where(ring < 0, ring[:, :1], ring)
+        self.ring = vertex_triangles(self.triangles, len(self.vertices)) if ring is None else ring
 
     def moved(self, transform: Similarity) -> Surface:
-        return Surface(transform(self.vertices), self.triangles)
+        """The same mesh moved: new search trees, the same topology."""
+        return Surface(transform(self.vertices), self.triangles, self.ring)
 
     def closest(self, points: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         """points [N, 3] -> (distance [N], closest surface point [N, 3]); searched in the CANDIDATES triangles
@@ -113,6 +106,18 @@ class Surface:
         best = d.argmin(1)
         rows = np.arange(len(points))
         return d[rows, best], q[rows, best]
+
+
+def vertex_triangles(triangles: np.ndarray, n_vertices: int) -> np.ndarray:
+    """Each vertex's triangles, padded by repeating its first: [V, most triangles at a vertex] int64."""
+    owner = triangles.ravel()
+    order = np.argsort(owner, kind="stable")
+    counts = np.bincount(owner, minlength=n_vertices)
+    first = np.concatenate([[0], np.cumsum(counts)[:-1]])
+    slot = np.arange(len(owner)) - np.repeat(first, counts)
+    ring = np.full((n_vertices, max(1, counts.max())), -1, np.int64)
+    ring[owner[order], slot] = order // 3
+    return np.where(ring < 0, ring[:, :1], ring)
 
 
 def closest_on_triangles(p: np.ndarray, a: np.ndarray, b: np.ndarray, c: np.ndarray) -> np.ndarray:
