@@ -20,10 +20,10 @@ from .backend.io.animation import AnimationTrack, pose_track, read_track
 from .backend.io.errors import MlafaceError
 from .backend.io.live_link import read_live_link_csv
 from .backend.rig.retarget import (
-    Z_UP_FROM_Y_UP,
     ShapeLink,
     blender_rotations,
     bone_rotations,
+    camera_rotations,
     match_links,
     target_values,
     unmatched,
@@ -56,26 +56,31 @@ def head_track(head):
     names = [b.name for b in blocks]
     anim = head.data.shape_keys.animation_data
     if anim is None or anim.action is None:
-        turn = np.array(head.matrix_world.to_3x3().normalized())
-        return pose_track(names, [b.value for b in blocks], Z_UP_FROM_Y_UP.T @ turn @ Z_UP_FROM_Y_UP, head.name)
+        return pose_track(names, [b.value for b in blocks], camera_rotations(_world_turn(head)), head.name)
     scene = bpy.context.scene
     first, last = (int(round(f)) for f in anim.action.frame_range)
     frames = np.arange(first, last + 1)
     curves = {c.data_path: c for c in fcurves(head.data.shape_keys)}
-    weights = np.array([[curves[p].evaluate(f) if p in curves else b.value for b, p in
-                         ((b, f'key_blocks["{bpy.utils.escape_identifier(b.name)}"].value') for b in blocks)]
+    per_key = [curves.get(f'key_blocks["{bpy.utils.escape_identifier(b.name)}"].value') for b in blocks]
+    weights = np.array([[c.evaluate(f) if c is not None else b.value for b, c in zip(blocks, per_key, strict=True)]
                         for f in frames], np.float32)
     current, turns = scene.frame_current, []
     for f in frames:  # the object's world rotation, however it is animated (parents, constraints)
         scene.frame_set(int(f))
-        turns.append(Z_UP_FROM_Y_UP.T @ np.array(head.matrix_world.to_3x3().normalized()) @ Z_UP_FROM_Y_UP)
+        turns.append(_world_turn(head))
     scene.frame_set(current)
     fps = scene.render.fps / scene.render.fps_base
     n = len(frames)
     return AnimationTrack(fps=fps, times=(frames - first) / fps, frame_index=np.arange(n, dtype=np.int32),
                           expression_names=np.array(names), weights=np.clip(weights, 0, None),
-                          rotation=np.array(turns, np.float32), translation=np.zeros((n, 3), np.float32),
+                          rotation=camera_rotations(np.array(turns)).astype(np.float32),
+                          translation=np.zeros((n, 3), np.float32),
                           tracked=np.ones(n, bool), source=head.name)
+
+
+def _world_turn(obj) -> np.ndarray:
+    """[3, 3] the object's world rotation (scale taken out)."""
+    return np.array(obj.matrix_world.to_3x3().normalized())
 
 
 def shape_key_names(obj) -> list[str]:

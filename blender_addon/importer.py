@@ -18,12 +18,14 @@ import bpy
 import numpy as np
 from mathutils import Matrix
 
-Y_UP_TO_Z_UP = Matrix.Rotation(math.radians(90), 4, "X")
+from .backend.rig.retarget import Z_UP_FROM_Y_UP
+
+Y_UP_TO_Z_UP = Matrix(Z_UP_FROM_Y_UP.tolist()).to_4x4()  # the one convention, backend/rig/retarget.py
 
 
 def _to_z_up(v: np.ndarray) -> np.ndarray:
     """[N, 3] y-up -> z-up: (x, y, z) -> (x, -z, y)."""
-    return np.stack([v[:, 0], -v[:, 2], v[:, 1]], axis=1)
+    return v @ Z_UP_FROM_Y_UP.T
 
 
 class Created:

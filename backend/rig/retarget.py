@@ -99,6 +99,11 @@ def blender_rotations(rotation: np.ndarray) -> np.ndarray:
     return Z_UP_FROM_Y_UP @ np.asarray(rotation, dtype=np.float64) @ Z_UP_FROM_Y_UP.T
 
 
+def camera_rotations(world: np.ndarray) -> np.ndarray:
+    """blender_rotations' inverse: [N, 3, 3] turns in Blender's world axes -> camera-space head rotations."""
+    return Z_UP_FROM_Y_UP.T @ np.asarray(world, dtype=np.float64) @ Z_UP_FROM_Y_UP
+
+
 def bone_rotations(world: np.ndarray, armature: np.ndarray, bone_rest: np.ndarray) -> np.ndarray:
     """World turns [N, 3, 3] (blender_rotations) -> a pose bone's rotations [N, 3, 3] in its own rest axes, so
     that the bone turns by them about its head in the world: B^T A^T M A B, with A [3, 3] the armature object's
