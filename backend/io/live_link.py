@@ -66,8 +66,8 @@ def write_live_link_csv(track: AnimationTrack, path: str | Path) -> Path:
     angles = head_angles(track.rotation)
     lines = [",".join(("Timecode", "BlendShapeCount") + LIVE_LINK_SHAPES + LIVE_LINK_ROTATIONS)]
     for i in range(track.n_frames):
-        values = [f"{v:.6f}" for v in columns[i]] + [f"{v:.6f}" for v in angles[i]] + ["0"] * 6
-        lines.append(",".join([_timecode(float(track.times[i]), track.fps), str(len(LIVE_LINK_SHAPES)), *values]))
+        row = [f"{v:.6f}" for v in columns[i]] + [f"{v:.6f}" for v in angles[i]] + ["0"] * 6
+        lines.append(",".join([_timecode(float(track.times[i]), track.fps), str(len(LIVE_LINK_SHAPES)), *row]))
     return write_bytes_atomic(Path(path), ("\n".join(lines) + "\n").encode())
 
 
