@@ -63,7 +63,7 @@ def test_a_corrupted_detection_on_a_turned_face_still_fits(turned):
     assert nme(predicted, truth) < 0.027 and nme(b.targets, truth) < nme(predicted, truth) + 0.001
 
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*SIZE, 3))
-    cfg = FitConfig(steps=200, w_photo=0.0)
+    cfg = FitConfig(steps=200, light=False)
     blended = fit(model, [blank], [b.targets.astype(np.float32)], cfg.for_3d_points(),
                   start_params(model, [b.targets], [SIZE], cfg))
     raw = fit(model, [blank], [detected.astype(np.float32)], cfg, start_params(model, [detected], [SIZE], cfg))

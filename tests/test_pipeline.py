@@ -70,7 +70,7 @@ def test_fitting_never_ends_worse(rec):
     """With a learning rate that makes Adam wander, the fit returns its start rather than something worse."""
     image = np.asarray(Image.open(FACES / "takeo.ppm").convert("RGB"))
     face = rec.detect(FACES / "takeo.ppm")[1][0]
-    r = fit(rec.model, [image], [face.landmarks], FitConfig(steps=15, rigid_steps=5, lr=3.0, w_photo=0.0))
+    r = fit(rec.model, [image], [face.landmarks], FitConfig(steps=15, rigid_steps=5, lr=3.0, light=False))
     assert float(r.error_end[0]) <= float(r.error_start[0]) + 1e-6
 
 

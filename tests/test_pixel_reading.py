@@ -77,7 +77,7 @@ def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     reader = PixelReader(head, frames[0], data.landmarks_ibug68)
     identity = torch.from_numpy(head.identity)[None].expand(4, -1)
     points = [f.landmarks for f in faces]
-    cfg = FitConfig(steps=60, rigid_steps=30, w_photo=0.0, w_expression_l1=0.03)
+    cfg = FitConfig(steps=60, rigid_steps=30, light=False, w_expression_l1=0.03)
     init = start_params(rec.model, points, [f.shape[:2] for f in frames], cfg, identity=identity)
     fitted = fit(rec.model, list(frames), points, cfg, init, fixed_identity=True).params
     read = [reader.read(frames[i], faces[i].landmarks, fitted.expression[i].numpy(), fitted.rotation[i].numpy(),

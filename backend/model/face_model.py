@@ -113,8 +113,18 @@ class FaceModel(nn.Module):
 
     def face_subset(self) -> FaceModel:
         """The model restricted to the front face (~9.4k vertices, for training) plus the landmark vertices
-        outside it (ears, pupils); triangles with all corners kept, indices remapped."""
-        keep = torch.unique(torch.cat([self.face_region, self.landmarks_ibug68, self.landmarks_aflw21])).cpu()
+        outside it (ears, pupils)."""
+        return self.subset(torch.cat([self.face_region, self.landmarks_ibug68, self.landmarks_aflw21]))
+
+    def landmark_subset(self) -> FaceModel:
+        """The model restricted to the landmark vertices of both sets (84, no triangles): all a landmark fit's
+        inner loop computes."""
+        return self.subset(torch.cat([self.landmarks_ibug68, self.landmarks_aflw21]))
+
+    def subset(self, vertex_ids: torch.Tensor) -> FaceModel:
+        """The model restricted to vertex_ids (any order, repeats allowed) and the triangles with all corners
+        among them, indices remapped; the landmark sets must be among them."""
+        keep = torch.unique(vertex_ids).cpu()
         new_id = torch.full((self.n_vertices,), -1, dtype=torch.int64)
         new_id[keep] = torch.arange(len(keep))
         tri = new_id[self.triangles.cpu()]
@@ -128,6 +138,6 @@ class FaceModel(nn.Module):
             triangle_uvs=_numpy(self.triangle_uvs[inside]),
             landmarks={k: new_id[getattr(self, f"landmarks_{k}").cpu()].numpy() for k in LANDMARK_SETS},
             expression_names=self.expression_names,
-            face_region=new_id[self.face_region.cpu()].numpy(),
+            face_region=(region := new_id[self.face_region.cpu()])[region >= 0].numpy(),
         )
         return sub.to(device=self.mean.device, dtype=self.mean.dtype)

@@ -1,16 +1,20 @@
-"""Test-time fitting of the face model to photos (analysis by synthesis, Adam in PyTorch).
+"""Test-time fitting of the face model to photos (analysis by synthesis, Adam in PyTorch, then one linear solve).
 
 Unknowns per photo: expression (53 weights, projected back into [0, 1] after every step), rotation, translation,
-focal length (pixels, with a prior), SH light (27) and a constant skin albedo; identity (100) per photo, or one
-for all photos of a person (`shared_identity`). Terms:
+focal length (pixels, with a prior); identity (100) per photo, or one for all photos of a person
+(`shared_identity`). Terms:
 - landmarks: the model's 68 landmark vertices projected into the photo against the given points, normalised
   by the face's size. For a detector's points (`FitConfig.far_contour`), the jaw contour (iBUG 0-16) weighs less
   and on a face turned more than CONTOUR_YAW_DEG the contour of the far side is dropped: there the detector
   follows the silhouette, not fixed points of the face. Points that are projections of fixed 3D points (the
-  network's, the blend's, the benchmark's) keep the whole contour (`FitConfig.for_3d_points`);
-- photometric (optional): the shaded face skin against the photo on a square window around the face, rendered by
-  render/raster.py at `window` pixels;
-- priors: identity and expression towards zero, light towards ambient, focal towards its start.
+  network's, the blend's, the benchmark's) keep the whole contour (`FitConfig.for_3d_points`). Only the landmark
+  vertices are computed in the loop (FaceModel.landmark_subset), so a step costs a few milliseconds;
+- priors: identity and expression towards zero, focal towards its start.
+The loop stops early once the loss's mean over CHECK_EVERY steps falls by less than `tolerance` (a fraction) from
+the last such mean.
+Then, with `FitConfig.light`, the SH light and a constant skin albedo are solved in closed form from the photo
+(`solve_light`: the fitted face skin rendered once by render/raster.py into a `window`-pixel square around the face,
+a robust least-squares fit of the shaded colour); the shape does not move for it.
 The fit starts from FaceParams (the network's, moved into the photo camera), or from `start_params`: the mean
 face posed by a weak-perspective fit of its landmarks. A fit never ends worse on landmarks than it started: if it
 would, the starting state is returned.
@@ -26,6 +30,7 @@ from dataclasses import dataclass, replace
 
 import numpy as np
 import torch
+import torch.nn.functional as F
 
 from ..detect.align import crop_from_box, landmark_box
 from ..io.colour import srgb_to_linear
@@ -33,13 +38,15 @@ from ..io.errors import MlafaceError
 from ..model.face_model import LANDMARK_SETS, FaceModel
 from ..model.params import FaceParams
 from ..model.pose import axis_angle_to_matrix
-from ..render.camera import crop_camera, focal_from_fov, project, to_landmark_pixels
-from ..render.raster import rasterize
-from ..render.shading import ambient_sh, shade_fragments
+from ..render.camera import crop_camera, focal_from_fov, project, to_camera, to_landmark_pixels
+from ..render.raster import interpolate, rasterize
+from ..render.shading import ambient_sh, sh_basis, vertex_normals
 
 CONTOUR_YAW_DEG = 20.0
 DEFAULT_FOV_DEG = 40.0  # across the longer side: a 50 mm lens on full frame, a sensible portrait guess
-AMBIENT = 0.8  # the light a fit starts from and its prior pulls towards
+AMBIENT = 0.8  # the light a fit starts from, and the strength solve_light gives the light (colour goes to albedo)
+CHECK_EVERY = 10  # steps between the early-stop checks (and progress calls)
+LIGHT_ROUNDS = 4  # reweighted least-squares rounds of solve_light (an L1 fit: hair and eyes are outliers)
 
 
 @dataclass(frozen=True)
@@ -47,14 +54,15 @@ class FitConfig:
     steps: int = 150
     rigid_steps: int = 40
     lr: float = 0.02
+    tolerance: float = 1e-3  # stop once a CHECK_EVERY-step mean of the loss falls less than this fraction (0: never)
     w_landmark: float = 1.0
     w_contour: float = 0.5
-    w_photo: float = 0.2
     w_identity: float = 2e-4
     w_expression: float = 1e-3
     w_expression_l1: float = 0.0  # sparsity: the fewest shapes that explain the points (weights are >= 0)
-    w_light: float = 1e-3
+    w_light: float = 0.1  # solve_light's ridge on the directional light, relative to the ambient term
     w_focal: float = 1e-2
+    light: bool = True  # solve the SH light and skin albedo from the photo after the landmark fit
     window: int = 128
     fov_deg: float = DEFAULT_FOV_DEG
     landmark_set: str = "ibug68"  # or "aflw21" (AFLW's 21 points; NaN marks a hidden point)
@@ -66,6 +74,8 @@ class FitConfig:
                                f"rigid_steps={self.rigid_steps}")
         if not self.lr > 0:
             raise MlafaceError(f"fitting learning rate must be above 0, got {self.lr}")
+        if not 0 <= self.tolerance < 1:
+            raise MlafaceError(f"fitting tolerance must be in [0, 1), got {self.tolerance}")
         weights = {k: v for k, v in vars(self).items() if k.startswith("w_")}
         negative = [f"{k}={v}" for k, v in weights.items() if not v >= 0]
         if negative:
@@ -87,7 +97,7 @@ class FitConfig:
 @dataclass(frozen=True)
 class FitResult:
     """params: the fitted FaceParams in the photo cameras (identity rows equal when shared; texture as given);
-    albedo: [B, 3] linear RGB, the constant skin colour of the photometric term;
+    albedo: [B, 3] linear RGB, the constant skin colour solve_light found (0.45 without cfg.light);
     landmarks: [B, L, 2] fitted landmarks, photo pixels (0-based centres);
     error_start, error_end: [B] mean landmark error over the given points / sqrt(w * h) of their box"""
 
@@ -168,8 +178,8 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     cfg.landmark_set (L = 68 or 21), NaN rows for points not seen (at least 4 per photo must be given).
     init: where to start, in the photos' cameras (principal points at their centres), default `start_params`;
     its focal is also the focal prior's centre. fixed_identity: keep init's identity as it is (a person already
-    known, e.g. from a clip's keyframes). With cfg.w_photo = 0 only the images' sizes are used (np.broadcast_to of
-    a pixel will do). progress(step, steps) is called every 10 steps."""
+    known, e.g. from a clip's keyframes). Without cfg.light only the images' sizes are used (np.broadcast_to of
+    a pixel will do), and the light stays init's. progress(step, steps) is called every CHECK_EVERY steps."""
     device, dtype = model.mean.device, torch.float32
     B = len(images)
     sizes = [im.shape[:2] for im in images]
@@ -178,7 +188,6 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
         raise MlafaceError("fitting needs at least 4 visible landmarks per photo")
     init = start_params(model, landmarks, sizes, cfg) if init is None else init.map(lambda t: t.to(device, dtype))
     term = _LandmarkTerm(model, landmarks, given, sizes, cfg.landmark_set, device)
-    photo = _PhotoTerm(images, term.boxes, model.face_triangles(), cfg.window, device) if cfg.w_photo > 0 else None
 
     identity = (init.identity.mean(0, keepdim=True) if shared_identity else init.identity).clone()
     identity.requires_grad_(not fixed_identity)
@@ -186,46 +195,46 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     omega = torch.zeros(B, 3, dtype=dtype, device=device, requires_grad=True)
     trans = init.translation.clone().requires_grad_()
     log_focal = torch.zeros(B, dtype=dtype, device=device, requires_grad=True)
-    sh = init.sh.clone().requires_grad_()
-    albedo = torch.full((B, 3), 0.45, dtype=dtype, device=device, requires_grad=True)
 
     def state() -> FaceParams:
         return replace(init, identity=identity.expand(B, -1) if shared_identity else identity,
                        expression=expression, rotation=axis_angle_to_matrix(omega) @ init.rotation,
-                       translation=trans, focal=init.focal * torch.exp(log_focal), sh=sh)
+                       translation=trans, focal=init.focal * torch.exp(log_focal))
 
     with torch.no_grad():
         start = state().map(lambda t: t.detach().clone())
         error_start, _ = term.error(start)
 
     optim = torch.optim.Adam([{"params": [omega, trans, log_focal], "lr": cfg.lr},
-                              {"params": [p for p in (identity, expression, sh, albedo) if p.requires_grad],
-                               "lr": cfg.lr}])
-    ambient = ambient_sh(AMBIENT, B).to(sh)
+                              {"params": [p for p in (identity, expression) if p.requires_grad], "lr": cfg.lr}])
+    window, last = 0.0, math.inf  # the loss summed over the current CHECK_EVERY steps, and its mean over the last
     for step in range(cfg.steps):
         p = state()
-        cam = p.camera_vertices(model)
-        lm_err, _ = term.error(p, cam, landmark_weights(p.rotation.detach(), cfg.w_contour, cfg.landmark_set,
-                                                                      cfg.far_contour))
+        lm_err, _ = term.error(p, landmark_weights(p.rotation.detach(), cfg.w_contour, cfg.landmark_set,
+                                                   cfg.far_contour))
         loss = cfg.w_landmark * lm_err.mean() * 10
         loss = loss + cfg.w_focal * log_focal.square().mean()
         if step >= cfg.rigid_steps:
             loss = loss + cfg.w_identity * identity.square().sum(1).mean()
             loss = loss + cfg.w_expression * expression.square().sum(1).mean()
             loss = loss + cfg.w_expression_l1 * expression.sum(1).mean()
-            loss = loss + cfg.w_light * (sh - ambient).square().sum(1).mean()
-            if photo is not None:
-                loss = loss + cfg.w_photo * photo.error(cam, p.focal, albedo, sh).mean()
+        if progress and step % CHECK_EVERY == 0:
+            progress(step, cfg.steps)
+        window += loss.item()
+        if (step + 1) % CHECK_EVERY == 0:
+            mean, window = window / CHECK_EVERY, 0.0
+            # converged? Window means (Adam's loss jitters from step to step), both windows with the priors
+            if cfg.tolerance and step + 1 - 2 * CHECK_EVERY >= cfg.rigid_steps and mean > last * (1 - cfg.tolerance):
+                break
+            last = mean
         optim.zero_grad()
         loss.backward()
         if step < cfg.rigid_steps:  # pose first: the shape only moves once the head is roughly in place
-            for q in (identity, expression, sh, albedo):
+            for q in (identity, expression):
                 q.grad = None
         optim.step()
         with torch.no_grad():
             expression.clamp_(0, 1)
-        if progress and step % 10 == 0:
-            progress(step, cfg.steps)
 
     with torch.no_grad():
         end = state().map(lambda t: t.detach())
@@ -239,8 +248,56 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
             changed = ["expression", "rotation", "translation", "focal"] + ([] if shared_identity else ["identity"])
             end = replace(end, **{name: keep(name) for name in changed})
             error_end, pix = term.error(end)
-    return FitResult(params=end, albedo=albedo.detach(), landmarks=pix, error_start=error_start,
-                     error_end=error_end)
+        albedo = torch.full((B, 3), 0.45, dtype=dtype, device=device)
+        if cfg.light:
+            sh, albedo = solve_light(images, term.boxes, end.camera_vertices(model), end.focal,
+                                     model.face_triangles(), cfg.window, cfg.w_light)
+            end = replace(end, sh=sh)
+    return FitResult(params=end, albedo=albedo, landmarks=pix, error_start=error_start, error_end=error_end)
+
+
+@torch.no_grad()
+def solve_light(images: list[np.ndarray], boxes: list, cam: torch.Tensor, focal: torch.Tensor, skin: torch.Tensor,
+                window: int, ridge: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """The SH light and constant skin albedo that best explain the photos' face skin, the shape held fixed.
+
+    images: B x [H, W, 3] uint8; boxes: B landmark boxes (photo pixels; the window is a square 1.6 times their
+    size); cam: [B, V, 3] fitted camera vertices, metres; focal: [B] photo pixels; skin: [T, 3] the skin triangles;
+    window: the square's side in pixels; ridge: the pull of the directional bands towards 0 (per covered pixel,
+    relative to the ambient band's weight).
+    Per channel, colour = albedo * basis(normal) . sh is linear in q = albedo * sh: q by least squares over the
+    covered pixels (linear RGB), reweighted LIGHT_ROUNDS times towards an L1 fit; then the light gets AMBIENT's
+    strength (band 0) and the albedo the rest. -> sh [B, 27], albedo [B, 3] linear RGB; where the skin covers no
+    pixel, ambient light and albedo 0.45."""
+    B, device = len(images), cam.device
+    crops = [crop_from_box(im, b, size=window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
+    target = srgb_to_linear(torch.tensor(np.stack([c.image for c in crops]), device=device).float() / 255)
+    cams = [crop_camera(im.shape[:2], c.to_photo) for im, c in zip(images, crops, strict=True)]
+    scale = torch.tensor([k for k, _ in cams], device=device)
+    principal = torch.tensor([c for _, c in cams], device=device)
+    cam = cam.float()
+    frags = rasterize(project(cam, focal / scale, (window, window), principal), skin, (window, window),
+                      cull_backfaces=True)
+    normals = F.normalize(interpolate(vertex_normals(cam, skin), frags, skin), dim=-1)
+    basis = sh_basis(normals)  # [B, w, w, 9]
+    band0 = float(ambient_sh(AMBIENT)[0, 0])
+    sh = ambient_sh(AMBIENT, B).to(device).view(B, 3, 9)
+    albedo = torch.full((B, 3), 0.45, device=device)
+    prior = torch.full((9,), ridge, device=device)
+    prior[0] = 0
+    for b in range(B):
+        A, y = basis[b][frags.mask[b]], target[b][frags.mask[b]]  # [N, 9], [N, 3]
+        if len(A) < 9:
+            continue
+        w = torch.ones(len(A), 3, device=device)
+        reg = torch.diag(prior * float(A[:, 0].square().mean()))
+        for _ in range(LIGHT_ROUNDS):
+            q = torch.stack([torch.linalg.solve((A * w[:, c:c + 1]).T @ A / len(A) + reg,
+                                                (A * w[:, c:c + 1]).T @ y[:, c] / len(A)) for c in range(3)])  # [3, 9]
+            w = 1 / (y - A @ q.T).abs().clamp(min=0.01)
+        albedo[b] = (q[:, 0] / band0).clamp(0.02, 1)
+        sh[b] = q / albedo[b][:, None]
+    return sh.reshape(B, 27), albedo
 
 
 class _LandmarkTerm:
@@ -249,40 +306,18 @@ class _LandmarkTerm:
 
     def __init__(self, model: FaceModel, landmarks: list[np.ndarray], given: list[np.ndarray],
                  sizes: list[tuple[int, int]], kind: str, device: torch.device):
-        self.model, self.kind = model, kind
+        self.model, self.kind = model.landmark_subset(), kind
         self.seen = torch.tensor(np.stack(given), dtype=torch.float32, device=device)  # [B, L]
         self.points = torch.tensor(np.nan_to_num(np.stack(landmarks)), dtype=torch.float32, device=device)
         self.boxes = [landmark_box(x[g]) for x, g in zip(landmarks, given, strict=True)]
         self.norm = torch.tensor([math.sqrt((b[2] - b[0]) * (b[3] - b[1])) for b in self.boxes], device=device)
         self.principal = torch.tensor([[w / 2, h / 2] for h, w in sizes], device=device)
 
-    def error(self, p: FaceParams, cam: torch.Tensor | None = None, weights: torch.Tensor | None = None
-              ) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> ([B] error, [B, L, 2] the model's landmarks in photo pixels); cam: p's camera vertices if known."""
-        cam = p.camera_vertices(self.model) if cam is None else cam
-        pix = to_landmark_pixels(self.model.landmarks(cam, self.kind), p.focal, (1, 1), self.principal)
+    def error(self, p: FaceParams, weights: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> ([B] error, [B, L, 2] the model's landmarks in photo pixels)."""
+        marks = to_camera(self.model.landmarks(self.model.vertices(p.identity, p.expression), self.kind),
+                          p.rotation, p.translation)
+        pix = to_landmark_pixels(marks, p.focal, (1, 1), self.principal)
         dist = (pix - self.points).norm(dim=-1) / self.norm[:, None]
         weights = self.seen if weights is None else weights * self.seen
         return (dist * weights).sum(1) / weights.sum(1).clamp(min=1e-6), pix
-
-
-class _PhotoTerm:
-    """The photometric error: the face skin, shaded with a constant albedo and the fitted light, against square
-    windows of the photos around the faces (linear RGB, mean absolute difference over the covered pixels)."""
-
-    def __init__(self, images: list[np.ndarray], boxes: list, skin: torch.Tensor, window: int, device: torch.device):
-        crops = [crop_from_box(im, b, size=window, scale=1.6) for im, b in zip(images, boxes, strict=True)]
-        self.target = srgb_to_linear(torch.tensor(np.stack([c.image for c in crops]), device=device).float() / 255)
-        cams = [crop_camera(im.shape[:2], c.to_photo) for im, c in zip(images, crops, strict=True)]
-        self.scale = torch.tensor([k for k, _ in cams], device=device)  # photo pixels per window pixel
-        self.principal = torch.tensor([c for _, c in cams], device=device)
-        self.skin, self.size = skin, (window, window)
-
-    def error(self, cam: torch.Tensor, focal: torch.Tensor, albedo: torch.Tensor, sh: torch.Tensor) -> torch.Tensor:
-        """cam: [B, V, 3] camera vertices; focal: [B] photo pixels; albedo: [B, 3]; sh: [B, 27] -> [B]."""
-        screen = project(cam, focal / self.scale, self.size, self.principal)
-        frags = rasterize(screen, self.skin, self.size, cull_backfaces=True)
-        colour = albedo[:, None, None, :].expand(-1, *self.size, -1)
-        rendered = shade_fragments(cam, self.skin, frags, colour, sh)
-        mask = frags.mask[..., None].to(rendered.dtype)
-        return ((rendered - self.target).abs() * mask).sum((1, 2, 3)) / (mask.sum((1, 2, 3)) * 3 + 1)
