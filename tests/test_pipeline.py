@@ -199,7 +199,7 @@ def test_no_face_and_disk_full_leave_nothing_half_written(rec, takeo, tmp_path, 
     def disk_full(*args, **kwargs):
         raise OSError(28, "No space left on device")
 
-    monkeypatch.setattr("backend.io.gltf.png_bytes", disk_full)  # the glb's embedded texture fails
+    monkeypatch.setattr("backend.io.gltf.write_bytes_atomic", disk_full)  # the glb's write fails
     with pytest.raises(MlafaceError, match="could not write the outputs of t"):
         write_outputs(takeo, out, "t", ["npz", "glb"])
     assert list(out.iterdir()) == []  # the npz written before the failure is removed too
@@ -209,7 +209,7 @@ def test_interrupted_write_leaves_no_partial_file(takeo, tmp_path, monkeypatch):
     def interrupted(*args, **kwargs):
         raise KeyboardInterrupt
 
-    monkeypatch.setattr(np, "savez_compressed", interrupted)
+    monkeypatch.setattr(np.lib.format, "write_array", interrupted)
     with pytest.raises(KeyboardInterrupt):
         write_result(tmp_path / "t.npz", takeo)
     assert list(tmp_path.iterdir()) == []

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -72,6 +73,13 @@ class FaceResult:
     @property
     def meta(self) -> dict:
         return json.loads(self.metadata)
+
+    @cached_property
+    def texture_png(self) -> bytes:
+        """The texture as a PNG file's bytes, encoded once for every writer (OBJ's file, glTF's embedded image)."""
+        from .images import png_bytes  # Pillow: wanted where files are written, not by the add-on's reading
+
+        return png_bytes(self.texture)
 
     def expressed_vertices(self, weights: np.ndarray | None = None) -> np.ndarray:
         """[V, 3] the face with an expression (default: the photo's), model space."""

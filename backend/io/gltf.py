@@ -19,7 +19,6 @@ from .animation import AnimationTrack
 from .atomic import write_bytes_atomic
 from .errors import MlafaceError
 from .face_result import FaceResult
-from .images import png_bytes
 from .model_file import fan_triangulate
 
 
@@ -81,7 +80,7 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
     uv_acc = add(uv_out, 34962, 5126, "VEC2")
     targets = [{"POSITION": add(np.ascontiguousarray(d[vid], dtype=np.float32), 34962, 5126, "VEC3", True)}
                for d in r.expression_deltas]
-    image_bytes = png_bytes(r.texture)
+    image_bytes = r.texture_png
     while len(blob) % 4:
         blob.append(0)
     views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(image_bytes)})

@@ -89,7 +89,8 @@ def downscaled(image: np.ndarray, max_side: int) -> tuple[np.ndarray, float]:
 
 
 def png_bytes(image: np.ndarray) -> bytes:
-    """[H, W, 3] uint8 -> a PNG file's bytes."""
+    """[H, W, 3] uint8 -> a PNG file's bytes, zlib level 1 (PIL's default 6 takes twice as long for files a
+    quarter smaller)."""
     buf = io.BytesIO()
-    Image.fromarray(image).save(buf, format="PNG")
+    Image.fromarray(image).save(buf, format="PNG", compress_level=1)
     return buf.getvalue()

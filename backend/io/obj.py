@@ -15,7 +15,6 @@ import numpy as np
 from .atomic import write_bytes_atomic
 from .errors import MlafaceError
 from .face_result import FaceResult
-from .images import png_bytes
 
 
 @dataclass(frozen=True)
@@ -151,19 +150,18 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
     mtl, png = path.with_suffix(".mtl"), path.with_name(f"{path.stem}_texture.png")
     verts = r.expressed_vertices()
     keep = r.exported_polygons()
-    starts = np.concatenate([[0], np.cumsum(r.polygon_sizes)[:-1]])
+    sizes, ends = r.polygon_sizes.tolist(), np.cumsum(r.polygon_sizes).tolist()
+    corners = [f"{v}/{c}" for c, v in enumerate((r.corner_vertex + 1).tolist(), start=1)]  # OBJ counts from 1
     lines = [f"# mlaface {r.meta.get('mlaface_version', '')}: {Path(r.photo).name}, metres, y up",
              f"mtllib {mtl.name}"]
-    lines += [f"v {x:.6f} {y:.6f} {z:.6f}" for x, y, z in verts]
-    lines += [f"vt {u:.6f} {v:.6f}" for u, v in r.corner_uv]  # UDIM u kept; the face tile is 1001 (u in 0..1)
+    lines += map("v {:.6f} {:.6f} {:.6f}".format, *verts.T.tolist())
+    lines += map("vt {:.6f} {:.6f}".format, *r.corner_uv.T.tolist())  # UDIM u kept; the face tile is 1001
     for m, name in enumerate(r.material_names):
-        polys = np.flatnonzero(keep & (r.polygon_material == m))
-        if not len(polys):
+        polys = np.flatnonzero(keep & (r.polygon_material == m)).tolist()
+        if not polys:
             continue
         lines.append(f"usemtl {name}")
-        for p in polys:
-            c = np.arange(starts[p], starts[p] + r.polygon_sizes[p])
-            lines.append("f " + " ".join(f"{r.corner_vertex[i] + 1}/{i + 1}" for i in c))
+        lines += ["f " + " ".join(corners[ends[p] - sizes[p]:ends[p]]) for p in polys]
     materials = []
     for m, name in enumerate(r.material_names):
         if not r.role(m).exported:
@@ -173,7 +171,7 @@ def write_obj(r: FaceResult, path: str | Path) -> list[Path]:
                       "Ns 20", "illum 2", f"d {r.opacity(m):g}"]
         if r.is_textured(m):
             materials += ["Kd 1 1 1", f"map_Kd {png.name}"]
-    write_bytes_atomic(png, png_bytes(r.texture))
+    write_bytes_atomic(png, r.texture_png)
     write_bytes_atomic(mtl, ("\n".join(materials) + "\n").encode())
     write_bytes_atomic(path, ("\n".join(lines) + "\n").encode())
     return [path, mtl, png]

@@ -1,10 +1,13 @@
 """Unwrap a photo into the face's UV tile: an albedo texture for artists.
 
 For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, u <-> 1 - u, on ICT-FaceKit):
-1. find its surface point by rasterizing the skin triangles in UV space (backend.render, once per size);
-2. project the point into a window of the photo around the face; it counts where the z-buffer of the head
-   rendered into that window sees it (visibility), faded towards grazing angles (n . view from FADE to 1);
-3. divide out the fitted SH shading (in linear RGB) to get albedo;
+1. find its surface point by rasterizing the skin triangles in UV space (backend.render, once per size and
+   process: `TileMesh.texels`); the rest works on the covered texels alone;
+2. project the point into a window of the photo around the face; it counts where it lies inside the window and
+   the z-buffer of the head rendered into a VISIBILITY_SIZE square over that window sees it, faded towards
+   grazing angles (n . view from FADE to 1);
+3. divide out the fitted SH shading (in linear RGB; the cosine and the irradiance are taken per vertex and
+   interpolated) to get albedo;
 4. fill what the photo does not show from the mirrored texel, and the rest from the albedo model fitted to what
    the photo shows (backend/model/albedo_model.py; without one, the median seen skin tone), blended by coverage so
    there are no hard seams.
@@ -12,7 +15,7 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
 import torch
@@ -24,13 +27,34 @@ from ..io.model_file import FaceModelData
 from ..io.parts import ROLES
 from ..model.albedo_model import AlbedoModel
 from ..render.camera import crop_camera, project
-from ..render.raster import Fragments, interpolate, rasterize, texture
+from ..render.raster import Fragments, rasterize
 from ..render.shading import irradiance, vertex_normals
 
 FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
+VISIBILITY_SIZE = 320  # the z-buffer's side: about 1 mm a pixel over the window around a face, at any texture size
 
 
+@dataclass(frozen=True)
+class Texels:
+    """The covered texels of a size x size face tile: index [N] int64 into the flattened texture (row 0 at v = 1);
+    triangle [N] int64 into TileMesh.triangles; bary [N, 3] their barycentrics there."""
+
+    size: int
+    index: torch.Tensor
+    triangle: torch.Tensor
+    bary: torch.Tensor
+
+    def gather(self, attributes: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
+        """attributes [V, C] at the texels -> [N, C], interpolated over faces [T, 3] (TileMesh.triangles)."""
+        corners = attributes[faces[self.triangle]]  # [N, 3, C]
+        return torch.bmm(self.bary[:, None, :], corners)[:, 0]
+
+    def scatter(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
+        """[N, C] or [N] at the texels -> [size, size, C] or [size, size], `fill` elsewhere."""
+        out = values.new_full((self.size * self.size, *values.shape[1:]), fill)
+        out[self.index] = values
+        return out.view(self.size, self.size, *values.shape[1:])
 
 
 @dataclass(frozen=True)
@@ -47,6 +71,7 @@ class TileMesh:
     uvs: torch.Tensor
     uv_faces: torch.Tensor
     tile: int
+    _texels: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_data(cls, d: FaceModelData, device: torch.device | str = "cpu") -> TileMesh:
@@ -57,6 +82,16 @@ class TileMesh:
                    skin=torch.from_numpy(role[opaque] == "face").to(device),
                    uvs=torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(device),
                    uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile)
+
+    def texels(self, size: int) -> Texels:
+        """The face tile's covered texels at size x size (rasterized on first use, then kept)."""
+        if size not in self._texels:
+            skin = torch.nonzero(self.skin).squeeze(1)
+            frags = uv_raster(self.uvs, self.uv_faces[skin], size)
+            index = torch.nonzero(frags.mask[0].reshape(-1)).squeeze(1)
+            self._texels[size] = Texels(size, index, skin[frags.face_id.reshape(-1)[index]],
+                                        frags.bary.reshape(-1, 3)[index])
+        return self._texels[size]
 
 
 def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
@@ -77,33 +112,33 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
        covered [size, size] bool (texels inside the tile's triangles)
     """
     device, triangles = cam_verts.device, mesh.triangles
+    texels = mesh.texels(size)
     window = crop_from_box(photo, box, size=size, scale=1.8)
     k, centre = crop_camera(photo.shape[:2], window.to_photo)
     principal = torch.tensor([centre], dtype=torch.float32, device=device)
-    screen = project(cam_verts[None], focal / k, (size, size), principal)
-    zbuf = rasterize(screen, triangles, (size, size)).depth  # [1, s, s]
+    screen = project(cam_verts[None], focal / k, (size, size), principal)  # window pixels
+    zoom = VISIBILITY_SIZE / size
+    zbuf = rasterize(screen * screen.new_tensor([zoom, zoom, 1]), triangles, (VISIBILITY_SIZE,) * 2).depth
 
-    skin_faces, skin_uv = triangles[mesh.skin], mesh.uv_faces[mesh.skin]
-    frags = uv_raster(mesh.uvs, skin_uv, size)
-    covered = frags.mask[0]
-    where = interpolate(screen[0], frags, skin_faces)[0]  # [s, s, 3] window pixel x, y and depth per texel
-    normals = F.normalize(interpolate(vertex_normals(cam_verts[None], triangles)[0], frags, skin_faces)[0], dim=-1)
-    points = interpolate(cam_verts, frags, skin_faces)[0]
-    view = F.normalize(-points, dim=-1)
-    cosine = (normals * view).sum(-1)
+    # per vertex, then interpolated once: window position and depth, the grazing cosine and the SH irradiance
+    # (smooth at the scale of a triangle, so per vertex loses nothing visible)
+    normals = vertex_normals(cam_verts[None], triangles)[0]
+    cosine = (normals * F.normalize(-cam_verts, dim=-1)).sum(-1, keepdim=True)
+    shading = irradiance(normals[None], sh[None].to(normals))[0]
+    at_texels = texels.gather(torch.cat([screen[0], cosine, shading], 1), triangles)  # [N, 7]
+    where, cosine, shading = at_texels[:, :3], at_texels[:, 3], at_texels[:, 4:].clamp(min=0.05)
 
     # visibility: the texel's depth against the z-buffer where it lands
-    grid = torch.stack([where[..., 0] / size * 2 - 1, where[..., 1] / size * 2 - 1], -1)[None]
-    seen_depth = F.grid_sample(zbuf[:, None], grid, mode="nearest", padding_mode="border", align_corners=False)[0, 0]
-    visible = covered & (where[..., 2] <= seen_depth + DEPTH_TOLERANCE)
+    grid = (where[None, None, :, :2] / size * 2 - 1)  # [1, 1, N, 2]
+    seen_depth = F.grid_sample(zbuf[:, None], grid, mode="nearest", padding_mode="border", align_corners=False)
+    inside = (grid[0, 0].abs() <= 1).all(-1)  # the window shows it
+    visible = inside & (where[:, 2] <= seen_depth[0, 0, 0] + DEPTH_TOLERANCE)
     weight = visible * ((cosine - FADE[0]) / (FADE[1] - FADE[0])).clamp(0, 1)
 
-    image = torch.from_numpy(window.image).to(device).permute(2, 0, 1).float() / 255
-    uv_in_window = torch.stack([where[..., 0] / size, 1 - where[..., 1] / size], -1)[None]
-    colour = srgb_to_linear(texture(image, uv_in_window)[0])
-    shading = irradiance(normals[None], sh[None].to(normals))[0].clamp(min=0.05)
-    albedo = (colour / shading).clamp(0, 1)
-    return albedo, weight, covered
+    image = torch.from_numpy(window.image).to(device).permute(2, 0, 1).float()[None] / 255
+    colour = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
+    albedo = (srgb_to_linear(colour) / shading).clamp(0, 1)
+    return texels.scatter(albedo), texels.scatter(weight), texels.scatter(torch.ones_like(weight)).bool()
 
 
 def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
