@@ -84,7 +84,8 @@ def evaluate(net: MLANet, model: FaceModel, folder: str | Path, every: int = 1, 
 def evaluate_pipeline(rec, folder: str | Path, every: int = 1, batch: int = 8, log=None) -> dict:
     """The whole path users get (`mlaface reconstruct`), from the full photo: the provider's detector and 68
     points, the network from the detector's box, the blend, the fit with rec's options. The face scored is the
-    detection that overlaps the ground-truth box most (IoU >= 0.2); photos without one are listed as missed.
+    largest detection, as `mlaface reconstruct` takes it; photos where it does not overlap the ground-truth box
+    (IoU < 0.2) or where none is found are listed as missed.
     rec: a backend.reconstruct.pipeline.Reconstructor; every: score every n-th image.
     -> {"table": the fitted points' balanced_table, "tables": the same for the detector's, the network's and the
     blended points, "missed": image names, "images": per-image rows}."""
@@ -110,7 +111,7 @@ def evaluate_pipeline(rec, folder: str | Path, every: int = 1, batch: int = 8, l
     for i, s in enumerate(samples):
         image = load_image(s.image)
         faces = rec.provider.detect(image)
-        best = max(faces, key=lambda f: iou(f.box, s.box), default=None)
+        best = faces[0] if faces else None  # the largest: what `mlaface reconstruct` takes
         if best is None or iou(best.box, s.box) < 0.2:
             missed.append(s.image.name)
         else:

@@ -10,8 +10,8 @@ focal length (pixels, with a prior); identity (100) per photo, or one for all ph
   network's, the blend's, the benchmark's) keep the whole contour (`FitConfig.for_3d_points`). Only the landmark
   vertices are computed in the loop (FaceModel.landmark_subset), so a step costs a few milliseconds;
 - priors: identity and expression towards zero, focal towards its start.
-The loop stops early once the loss's mean over CHECK_EVERY steps falls by less than `tolerance` (a fraction) from
-the last such mean.
+Faces fitted together do not change each other's fit (Adam steps each coefficient on its own; the loss is a
+mean over faces), so a batch of photos gives what each alone would.
 Then, with `FitConfig.light`, the SH light and a constant skin albedo are solved in closed form from the photo
 (`solve_light`: the fitted face skin rendered once by render/raster.py into a `window`-pixel square around the face,
 a robust least-squares fit of the shaded colour); the shape does not move for it.
@@ -45,7 +45,7 @@ from ..render.shading import ambient_sh, sh_basis, vertex_normals
 CONTOUR_YAW_DEG = 20.0
 DEFAULT_FOV_DEG = 40.0  # across the longer side: a 50 mm lens on full frame, a sensible portrait guess
 AMBIENT = 0.8  # the light a fit starts from, and the strength solve_light gives the light (colour goes to albedo)
-CHECK_EVERY = 10  # steps between the early-stop checks (and progress calls)
+PROGRESS_EVERY = 10  # steps between progress calls
 LIGHT_ROUNDS = 4  # reweighted least-squares rounds of solve_light (an L1 fit: hair and eyes are outliers)
 
 
@@ -54,13 +54,12 @@ class FitConfig:
     steps: int = 150
     rigid_steps: int = 40
     lr: float = 0.02
-    tolerance: float = 1e-3  # stop once a CHECK_EVERY-step mean of the loss falls less than this fraction (0: never)
     w_landmark: float = 1.0
     w_contour: float = 0.5
     w_identity: float = 2e-4
     w_expression: float = 1e-3
     w_expression_l1: float = 0.0  # sparsity: the fewest shapes that explain the points (weights are >= 0)
-    w_light: float = 0.1  # solve_light's ridge on the directional light, relative to the ambient term
+    w_light: float = 1.0  # solve_light's ridge on the directional bands (on their share of the shading)
     w_focal: float = 1e-2
     light: bool = True  # solve the SH light and skin albedo from the photo after the landmark fit
     window: int = 128
@@ -74,8 +73,6 @@ class FitConfig:
                                f"rigid_steps={self.rigid_steps}")
         if not self.lr > 0:
             raise MlafaceError(f"fitting learning rate must be above 0, got {self.lr}")
-        if not 0 <= self.tolerance < 1:
-            raise MlafaceError(f"fitting tolerance must be in [0, 1), got {self.tolerance}")
         weights = {k: v for k, v in vars(self).items() if k.startswith("w_")}
         negative = [f"{k}={v}" for k, v in weights.items() if not v >= 0]
         if negative:
@@ -179,7 +176,7 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
     init: where to start, in the photos' cameras (principal points at their centres), default `start_params`;
     its focal is also the focal prior's centre. fixed_identity: keep init's identity as it is (a person already
     known, e.g. from a clip's keyframes). Without cfg.light only the images' sizes are used (np.broadcast_to of
-    a pixel will do), and the light stays init's. progress(step, steps) is called every CHECK_EVERY steps."""
+    a pixel will do), and the light stays init's. progress(step, steps) is called every PROGRESS_EVERY steps."""
     device, dtype = model.mean.device, torch.float32
     B = len(images)
     sizes = [im.shape[:2] for im in images]
@@ -207,7 +204,6 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
 
     optim = torch.optim.Adam([{"params": [omega, trans, log_focal], "lr": cfg.lr},
                               {"params": [p for p in (identity, expression) if p.requires_grad], "lr": cfg.lr}])
-    window, last = 0.0, math.inf  # the loss summed over the current CHECK_EVERY steps, and its mean over the last
     for step in range(cfg.steps):
         p = state()
         lm_err, _ = term.error(p, landmark_weights(p.rotation.detach(), cfg.w_contour, cfg.landmark_set,
@@ -218,15 +214,8 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
             loss = loss + cfg.w_identity * identity.square().sum(1).mean()
             loss = loss + cfg.w_expression * expression.square().sum(1).mean()
             loss = loss + cfg.w_expression_l1 * expression.sum(1).mean()
-        if progress and step % CHECK_EVERY == 0:
+        if progress and step % PROGRESS_EVERY == 0:
             progress(step, cfg.steps)
-        window += loss.item()
-        if (step + 1) % CHECK_EVERY == 0:
-            mean, window = window / CHECK_EVERY, 0.0
-            # converged? Window means (Adam's loss jitters from step to step), both windows with the priors
-            if cfg.tolerance and step + 1 - 2 * CHECK_EVERY >= cfg.rigid_steps and mean > last * (1 - cfg.tolerance):
-                break
-            last = mean
         optim.zero_grad()
         loss.backward()
         if step < cfg.rigid_steps:  # pose first: the shape only moves once the head is roughly in place
@@ -263,8 +252,9 @@ def solve_light(images: list[np.ndarray], boxes: list, cam: torch.Tensor, focal:
 
     images: B x [H, W, 3] uint8; boxes: B landmark boxes (photo pixels; the window is a square 1.6 times their
     size); cam: [B, V, 3] fitted camera vertices, metres; focal: [B] photo pixels; skin: [T, 3] the skin triangles;
-    window: the square's side in pixels; ridge: the pull of the directional bands towards 0 (per covered pixel,
-    relative to the ambient band's weight).
+    window: the square's side in pixels; ridge: the pull of the directional bands (1-8) towards 0, on each band's
+    mean square over the pixels (1: a band may carry about as much of the shading as it explains; the ambient
+    and the frontal (3z^2 - 1) bands are nearly alike on a frontal face, and only the ridge tells them apart).
     Per channel, colour = albedo * basis(normal) . sh is linear in q = albedo * sh: q by least squares over the
     covered pixels (linear RGB), reweighted LIGHT_ROUNDS times towards an L1 fit; then the light gets AMBIENT's
     strength (band 0) and the albedo the rest. -> sh [B, 27], albedo [B, 3] linear RGB; where the skin covers no
@@ -290,11 +280,12 @@ def solve_light(images: list[np.ndarray], boxes: list, cam: torch.Tensor, focal:
         if len(A) < 9:
             continue
         w = torch.ones(len(A), 3, device=device)
-        reg = torch.diag(prior * float(A[:, 0].square().mean()))
+        reg = torch.diag(prior * A.square().mean(0))  # on each band's share of the shading, not its coefficient
         for _ in range(LIGHT_ROUNDS):
             q = torch.stack([torch.linalg.solve((A * w[:, c:c + 1]).T @ A / len(A) + reg,
                                                 (A * w[:, c:c + 1]).T @ y[:, c] / len(A)) for c in range(3)])  # [3, 9]
             w = 1 / (y - A @ q.T).abs().clamp(min=0.01)
+            w = w / w.mean(0)  # the ridge keeps its weight against the data
         albedo[b] = (q[:, 0] / band0).clamp(0.02, 1)
         sh[b] = q / albedo[b][:, None]
     return sh.reshape(B, 27), albedo
