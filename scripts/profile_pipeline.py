@@ -1,7 +1,8 @@
-"""Where one photo's time goes: cProfile over each stage of `mlaface reconstruct` (loading, input check,
-detection, network, fitting, texture, each export format), the top functions of each by cumulative time.
+"""Where one photo's time goes: cProfile over each stage of `mlaface reconstruct` (loading, detection, network,
+fitting, texture, each export format), the top functions of each by cumulative time; with --clip, over
+`mlaface animate` on a clip (tracking, identity keyframes, landmark fit, pixel reading), by internal time.
 
-    python scripts/profile_pipeline.py [PHOTO] [--top 12] [--fit-steps 150] [--texture-size 1024]
+    python scripts/profile_pipeline.py [PHOTO] [--top 12] [--fit-steps 150] [--texture-size 1024] [--clip FILE]
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ import tempfile
 import time
 from pathlib import Path
 
+from backend.clip.animate import animate
 from backend.io.face_result import write_result
 from backend.io.gltf import write_glb
 from backend.io.images import load_image
@@ -22,14 +24,14 @@ from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 from backend.render.overlay import write_overlay
 
 
-def profiled(name: str, top: int, fn, *args, **kwargs):
-    """Run fn under cProfile; print its wall time and the `top` functions by cumulative time; -> fn's result."""
+def profiled(name: str, top: int, fn, *args, sort: str = "cumulative", **kwargs):
+    """Run fn under cProfile; print its wall time and the `top` functions by `sort`; -> fn's result."""
     prof = cProfile.Profile()
     start = time.perf_counter()
     result = prof.runcall(fn, *args, **kwargs)
     seconds = time.perf_counter() - start
     text = io.StringIO()
-    pstats.Stats(prof, stream=text).sort_stats("cumulative").print_stats(top)
+    pstats.Stats(prof, stream=text).sort_stats(sort).print_stats(top)
     lines = [ln for ln in text.getvalue().splitlines() if ln.strip()]
     table = lines[next(i for i, ln in enumerate(lines) if ln.lstrip().startswith("ncalls")):]
     print(f"\n== {name}: {seconds:.3f} s")
@@ -43,9 +45,14 @@ def main() -> None:
     parser.add_argument("--top", type=int, default=12)
     parser.add_argument("--fit-steps", type=int, default=ReconstructOptions.fit_steps)
     parser.add_argument("--texture-size", type=int, default=ReconstructOptions.texture_size)
+    parser.add_argument("--clip", help="profile `mlaface animate` on this clip instead")
     args = parser.parse_args()
     options = ReconstructOptions(fit_steps=args.fit_steps, texture_size=args.texture_size)
     rec = profiled("load models", args.top, Reconstructor, options)
+    if args.clip:
+        _, _, report = profiled(f"animate {args.clip}", args.top, animate, rec, args.clip, sort="tottime")
+        print({stage: round(s, 2) for stage, s in report["seconds"].items()}, f"{report['frames']} frames")
+        return
     rec.reconstruct(args.photo)  # warm-up: first calls pay one-off costs (allocators, caches)
     image, faces = profiled("load + detect", args.top, rec.detect, args.photo)
     seconds: dict = {}

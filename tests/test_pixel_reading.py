@@ -7,8 +7,9 @@ import numpy as np
 import pytest
 import torch
 
-from backend.clip.pixel_reading import CANDIDATES, PixelReader, best_candidate, from_rest
+from backend.clip.pixel_reading import CANDIDATES, PixelReader, Window, best_candidate, from_rest, sample_window
 from backend.detect.align import similarity
+from backend.io.colour import srgb_to_linear
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 
@@ -26,6 +27,23 @@ def test_best_candidate_refines_between_samples():
     costs = (CANDIDATES - 0.63) ** 2 + 1
     assert best_candidate(costs) == pytest.approx(0.63, abs=1e-3)
     assert best_candidate((CANDIDATES - 1.4) ** 2) == 1.0  # at the end: no parabola past it
+
+
+def test_window_samples_average_the_photo_pixels_they_stand_for():
+    """A window 3 photo pixels to its pixel, placed on the 3-pixel grid of a 720p frame, reads each of its pixels
+    (and the margin's) as the mean of its 3 x 3 photo pixels in linear RGB, though only the pixels around the
+    window are converted; at the photo's edge the border repeats."""
+    rng = np.random.default_rng(0)
+    frame = rng.integers(0, 256, (720, 1280, 3), dtype=np.uint8)
+    window = Window((300.0, 150.0), 3.0, (8, 12), np.eye(2, 3))
+    out = sample_window(frame, window, margin=2).numpy()
+    assert out.shape == (12, 16, 3)
+    linear = srgb_to_linear(torch.from_numpy(frame).float() / 255).numpy()
+    for i, j in [(0, 0), (5, 7), (11, 15)]:
+        y, x = 150 + (i - 2) * 3, 300 + (j - 2) * 3
+        np.testing.assert_allclose(out[i, j], linear[y:y + 3, x:x + 3].mean((0, 1)), atol=1e-5)
+    corner = sample_window(frame, Window((0.0, 0.0), 1.0, (4, 4), np.eye(2, 3)), margin=2).numpy()
+    np.testing.assert_allclose(corner[0, 0], linear[0, 0], atol=1e-5)
 
 
 def test_readings_are_measured_from_the_resting_eye():

@@ -23,6 +23,7 @@ render (an iris edge) moved every blink reading by 0.2, blinks and open frames a
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass
 
 import numpy as np
@@ -88,8 +89,23 @@ class Window:
     warp: np.ndarray
 
 
+@dataclass(frozen=True)
+class FeatureMesh:
+    """The part of the head one feature's window shows: vertices [V', 3] and expression deltas [E, V', 3] (model
+    space, metres), triangles [T, 3] into them, their corners' face-tile UVs corner_uvs [1, 3T, 2] (corner_faces
+    [T, 3] indexes them) and inside [T] bool, the feature's untextured inside."""
+
+    vertices: torch.Tensor
+    deltas: torch.Tensor
+    faces: torch.Tensor
+    corner_uvs: torch.Tensor
+    corner_faces: torch.Tensor
+    inside: torch.Tensor
+
+
 class Rig:
-    """The head's face skin (textured) around the features and their insides, posed and rendered into windows."""
+    """The head's face skin (textured) around each feature and the feature's inside, posed and rendered into
+    windows; each feature renders its own part of the head alone."""
 
     def __init__(self, head: FaceResult, landmark_vertices: np.ndarray, device: torch.device | str = "cpu"):
         """landmark_vertices: [68] the face model's iBUG-68 vertex ids (FaceModelData.landmarks_ibug68)."""
@@ -100,22 +116,23 @@ class Rig:
         skin = np.array([head.is_textured(m) for m in range(len(head.material_roles))])[material]
         role = head.material_roles[material]
         side = np.sign(head.vertices[tris, 0].mean(1))  # +1 on the subject's left
-        inside_of, near = np.full(len(tris), -1), np.zeros(len(tris), bool)
-        for k, feature in enumerate(FEATURES.values()):
-            inside_of[np.isin(role, feature.inside) & ((side == feature.side) | (feature.side == 0))] = k
+        uv = head.corner_uv[corners] - np.array([head.texture_tile, 0], np.float32)
+        self.parts = {}
+        for name, feature in FEATURES.items():
+            inside = np.isin(role, feature.inside) & ((side == feature.side) | (feature.side == 0))
             centre = head.vertices[landmark_vertices[list(feature.anchors)]].mean(0)
-            near |= (np.linalg.norm(head.vertices[tris] - centre, axis=2) < feature.region).all(1)
-        keep = (near & skin) | (inside_of >= 0)
-        used, faces = np.unique(tris[keep], return_inverse=True)
+            near = (np.linalg.norm(head.vertices[tris] - centre, axis=2) < feature.region).all(1)
+            keep = (near & skin) | inside
+            used, faces = np.unique(tris[keep], return_inverse=True)
+            T = int(keep.sum())
+            self.parts[name] = FeatureMesh(
+                vertices=torch.from_numpy(head.vertices[used]).to(device),
+                deltas=torch.from_numpy(head.expression_deltas[:, used]).to(device),
+                faces=torch.from_numpy(faces.reshape(-1, 3).astype(np.int64)).to(device),
+                corner_uvs=torch.from_numpy(uv[keep].reshape(1, T * 3, 2)).to(device),
+                corner_faces=torch.arange(T * 3, device=device).view(T, 3),
+                inside=torch.from_numpy(inside[keep]).to(device))
         self.names = [str(n) for n in head.expression_names]
-        self.vertices = torch.from_numpy(head.vertices[used]).to(device)
-        self.deltas = torch.from_numpy(head.expression_deltas[:, used]).to(device)  # [E, V', 3]
-        self.faces = torch.from_numpy(faces.reshape(-1, 3).astype(np.int64)).to(device)
-        self.inside_of = torch.from_numpy(inside_of[keep]).to(device)
-        T = len(self.faces)
-        uv = head.corner_uv[corners[keep]] - np.array([head.texture_tile, 0], np.float32)
-        self.corner_uvs = torch.from_numpy(uv.reshape(1, T * 3, 2)).to(device)
-        self.corner_faces = torch.arange(T * 3, device=device).view(T, 3)
         self.albedo = srgb_to_linear(torch.from_numpy(head.texture).to(device).permute(2, 0, 1).float() / 255)
         self.sh = torch.from_numpy(head.sh).to(device)
         self.focal = float(head.focal)
@@ -127,8 +144,8 @@ class Rig:
         """weights: [B, E]; rotation: [B, 3, 3]; translation: [B, 3] metres; one window for all B
         -> (colour [B, h, w, 3] linear RGB of the skin, points [B, h, w, 3] model-space surface points (metres),
         inside [B, h, w] bool (the feature's inside), covered [B, h, w] bool), (h, w) = window.size x SUPERSAMPLE."""
-        B = weights.shape[0]
-        verts = self.vertices + torch.einsum("be,evc->bvc", weights, self.deltas)
+        B, part = weights.shape[0], self.parts[feature]
+        verts = part.vertices + torch.einsum("be,evc->bvc", weights, part.deltas)
         cam = to_camera(verts, rotation, translation)
         screen = project(cam, self.focal, self.image_size)
         warp = torch.tensor(window.warp, dtype=cam.dtype, device=self.device)
@@ -136,11 +153,11 @@ class Rig:
         xy = screen[..., :2] @ warp[:, :2].T + warp[:, 2]
         screen = torch.cat([(xy - origin) / (window.scale / SUPERSAMPLE), screen[..., 2:]], -1)
         size = (window.size[0] * SUPERSAMPLE, window.size[1] * SUPERSAMPLE)
-        frags = rasterize(screen, self.faces, size)  # no culling: the mouth's inside faces every way
-        uv = interpolate(self.corner_uvs.expand(B, -1, -1), frags, self.corner_faces)
-        colour = shade_fragments(cam, self.faces, frags, texture(self.albedo, uv), self.sh.expand(B, -1))
-        points = interpolate(verts, frags, self.faces)
-        inside = (self.inside_of[frags.face_id.clamp(min=0)] == list(FEATURES).index(feature)) & frags.mask
+        frags = rasterize(screen, part.faces, size)  # no culling: the mouth's inside faces every way
+        uv = interpolate(part.corner_uvs.expand(B, -1, -1), frags, part.corner_faces)
+        colour = shade_fragments(cam, part.faces, frags, texture(self.albedo, uv), self.sh.expand(B, -1))
+        points = interpolate(verts, frags, part.faces)
+        inside = part.inside[frags.face_id.clamp(min=0)] & frags.mask
         return colour, points, inside, frags.mask
 
     def anchors(self, feature: str, weights: np.ndarray, rotation: np.ndarray, translation: np.ndarray
@@ -169,19 +186,30 @@ def feature_window(landmarks: np.ndarray, feature: str, image_size: tuple[int, i
     return Window((float(x0), float(y0)), float(scale), f.size, warp)
 
 
-def sample_window(image: torch.Tensor, window: Window, margin: int = 0) -> torch.Tensor:
-    """image: [H, W, 3] linear RGB -> [h + 2 margin, w + 2 margin, 3] the window's pixels and `margin` more on
-    each side (bilinear at their centres; the photo's border repeats beyond it)."""
+def sample_window(image: np.ndarray, window: Window, margin: int = 0, device: torch.device | str = "cpu"
+                  ) -> torch.Tensor:
+    """image: [H, W, 3] uint8 sRGB -> [h + 2 margin, w + 2 margin, 3] linear RGB, the window's pixels and `margin`
+    more on each side (bilinear at their centres; the photo's border repeats beyond it). Only the photo pixels
+    the samples reach are converted (a 720p frame's three windows are a few thousand of its million pixels)."""
     h, w = window.size
     H, W = image.shape[:2]
-    xs = window.origin[0] + (torch.arange(-margin, w + margin, device=image.device) + 0.5) * window.scale
-    ys = window.origin[1] + (torch.arange(-margin, h + margin, device=image.device) + 0.5) * window.scale
-    grid = torch.stack(torch.meshgrid(xs / W * 2 - 1, ys / H * 2 - 1, indexing="xy"), -1)
-    if window.scale > 1.5:  # shrink first so that the samples average the pixels they stand for
-        factor = int(window.scale)
-        image = F.avg_pool2d(image.permute(2, 0, 1)[None], factor, ceil_mode=True)[0].permute(1, 2, 0)
-    out = F.grid_sample(image.permute(2, 0, 1)[None], grid[None], mode="bilinear", align_corners=False,
-                        padding_mode="border")
+    k = window.scale
+    factor = int(k) if k > 1.5 else 1  # shrink first so that the samples average the pixels they stand for
+
+    def span(origin: float, n: int, size: int) -> tuple[int, int]:
+        lo = max(0, (math.floor(origin - margin * k) - factor) // factor * factor)  # on the shrinking grid
+        return lo, min(size, math.ceil(origin + (n + margin) * k) + 2 * factor)
+
+    (x0, x1), (y0, y1) = span(window.origin[0], w, W), span(window.origin[1], h, H)
+    crop = srgb_to_linear(torch.from_numpy(np.ascontiguousarray(image[y0:y1, x0:x1])).to(device).float() / 255)
+    crop = crop.permute(2, 0, 1)[None]
+    if factor > 1:
+        crop = F.avg_pool2d(crop, factor, ceil_mode=True)
+    extent_x, extent_y = crop.shape[3] * factor, crop.shape[2] * factor  # crop pixels the shrunk copy spans
+    xs = window.origin[0] - x0 + (torch.arange(-margin, w + margin, device=device) + 0.5) * k
+    ys = window.origin[1] - y0 + (torch.arange(-margin, h + margin, device=device) + 0.5) * k
+    grid = torch.stack(torch.meshgrid(xs / extent_x * 2 - 1, ys / extent_y * 2 - 1, indexing="xy"), -1)
+    out = F.grid_sample(crop, grid[None].float(), mode="bilinear", align_corners=False, padding_mode="border")
     return out[0].permute(1, 2, 0)
 
 
@@ -252,10 +280,10 @@ class PixelReader:
                             padding_mode="border")
         return out[0, :, 0].T.reshape(points.shape)
 
-    def _read(self, feature: str, target: torch.Tensor, landmarks: np.ndarray, weights: np.ndarray,
+    def _read(self, feature: str, image: np.ndarray, landmarks: np.ndarray, weights: np.ndarray,
               rotation: np.ndarray, translation: np.ndarray) -> float | None:
         f = FEATURES[feature]
-        window = feature_window(landmarks, feature, target.shape[:2],
+        window = feature_window(landmarks, feature, image.shape[:2],
                                 self.rig.anchors(feature, weights, rotation, translation))
         if window is None:
             return None
@@ -270,7 +298,7 @@ class PixelReader:
         seen = F.max_pool2d(inside[:, None].float(), SUPERSAMPLE)[0, 0] > 0
         if int(seen.sum()) < f.min_inside:
             return None
-        frame = sample_window(target, window, SHIFT)
+        frame = sample_window(image, window, SHIFT, self.device)
         colour, points, inside, covered = self.rig.render(feature, w, rot, trans, window)
         if feature in EYES:  # the eyeball as the keyframe shows it; compared around the open eye
             fill = self._key_colour(points, feature)
@@ -292,13 +320,12 @@ class PixelReader:
         """One frame: image [H, W, 3] uint8, its landmarks [68, 2], the landmark fit's weights [E], rotation
         [3, 3], translation [3] -> {ARKit name: weight, or None where the pixels do not tell} for eyeBlinkLeft,
         eyeBlinkRight and jawOpen."""
-        target = self._linear(image)
         turn = float(rotation[0, 2])  # > 0: the face looks towards the image's right, its left eye turns away
         far, near = ("left eye", "right eye") if turn > 0 else ("right eye", "left eye")
         out = {}
         for feature, f in FEATURES.items():
             skip = feature == far and abs(turn) > np.sin(np.radians(FAR_EYE_YAW))
-            out[f.shape] = None if skip else self._read(feature, target, landmarks, weights, rotation, translation)
+            out[f.shape] = None if skip else self._read(feature, image, landmarks, weights, rotation, translation)
         if out[FEATURES[far].shape] is None:
             out[FEATURES[far].shape] = out[FEATURES[near].shape]
         return out
