@@ -7,7 +7,7 @@ import pytest
 from PIL import Image
 
 from backend.io.errors import MlafaceError
-from backend.io.images import downscaled, find_photos, load_image
+from backend.io.images import check_photo, downscaled, find_photos, load_image
 
 
 @pytest.fixture
@@ -56,22 +56,28 @@ def test_modes_become_rgb(tmp_path, photo):
     assert load_image(tmp_path / "palette.png").shape == (60, 40, 3)
 
 
-def test_bad_files(tmp_path, photo):
+@pytest.mark.parametrize("read", [load_image, check_photo])
+def test_bad_files(tmp_path, photo, read):
+    """load_image and check_photo (the header alone, before any model loads) refuse the same files in the same
+    words (a photo whose header is whole and body truncated is only found by load_image's decoding)."""
     with pytest.raises(MlafaceError, match="nothing.jpg: file not found"):
-        load_image(tmp_path / "nothing.jpg")
+        read(tmp_path / "nothing.jpg")
     (tmp_path / "empty.jpg").write_bytes(b"")
     with pytest.raises(MlafaceError, match="empty.jpg: empty file"):
-        load_image(tmp_path / "empty.jpg")
+        read(tmp_path / "empty.jpg")
     (tmp_path / "notes.jpg").write_text("not a picture at all")
     with pytest.raises(MlafaceError, match="notes.jpg: not an image"):
-        load_image(tmp_path / "notes.jpg")
+        read(tmp_path / "notes.jpg")
+    Image.fromarray(np.zeros((20, 300, 3), np.uint8)).save(tmp_path / "strip.png")
+    with pytest.raises(MlafaceError, match="strip.png: 300 x 20 pixels is too small"):
+        read(tmp_path / "strip.png")
+    with pytest.raises(MlafaceError, match="not a file"):
+        read(tmp_path)
     Image.fromarray(photo).save(tmp_path / "cut.jpg", quality=95)
     data = (tmp_path / "cut.jpg").read_bytes()
     (tmp_path / "cut.jpg").write_bytes(data[: len(data) // 2])
-    with pytest.raises(MlafaceError, match="cut.jpg: corrupt or truncated image"):
-        load_image(tmp_path / "cut.jpg")
-    with pytest.raises(MlafaceError, match="not a file"):
-        load_image(tmp_path)
+    with pytest.raises(MlafaceError, match="cut.jpg: corrupt or truncated image"):  # this one cuts its header
+        read(tmp_path / "cut.jpg")
 
 
 def test_downscaled_and_find_photos(tmp_path, photo):

@@ -173,6 +173,18 @@ def test_obj_keeps_quads_and_leaves_out_helpers(takeo, tmp_path):
     assert "map_Kd t_texture.png" in mtl.read_text() and Image.open(png).size == (512, 512)
 
 
+def test_unreadable_photos_are_refused_before_anything_loads(tmp_path):
+    """Photos that cannot be read are refused from their headers, before torch and the models load (no --model is
+    given and none may be needed): one message per photo, exit status 1, no output folder made."""
+    (tmp_path / "notes.jpg").write_text("not a picture")
+    out = tmp_path / "out"
+    r = subprocess.run([str(MLAFACE), "reconstruct", str(tmp_path / "missing.jpg"), str(tmp_path / "notes.jpg"),
+                        "-o", str(out)], capture_output=True, text=True, env={"PATH": "", "MLAFACE_MODEL": "/nowhere"})
+    assert r.returncode == 1
+    assert "missing.jpg: file not found" in r.stderr and "notes.jpg: not an image Pillow can read" in r.stderr
+    assert "model" not in r.stderr and not out.exists()
+
+
 def test_reconstruct_command(real_model_path, tmp_path):
     """The main command on a sample photo, as a user runs it: every format written, named after the photo; a
     broken photo in the same run is reported, the exit status is 1, and the others are still written."""

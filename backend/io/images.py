@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import io
 import warnings
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import numpy as np
@@ -52,9 +54,10 @@ def to_rgb8(img: Image.Image) -> np.ndarray:
     return np.asarray(img.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_image(path: str | Path) -> np.ndarray:
-    """Read a photo as [H, W, 3] uint8 RGB, upright (EXIF orientation applied). MlafaceError names the file."""
-    path = Path(path)
+@contextmanager
+def _opened(path: Path) -> Iterator[Image.Image]:
+    """The photo opened by Pillow (pixels not yet decoded); MlafaceError naming the file for what is wrong, also
+    when decoding inside the block fails."""
     if not path.is_file():
         raise MlafaceError(f"{path}: file not found" if not path.exists() else f"{path}: not a file")
     if path.stat().st_size == 0:
@@ -63,17 +66,36 @@ def load_image(path: str | Path) -> np.ndarray:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # large photos are fine
             with Image.open(path) as img:
-                image = to_rgb8(ImageOps.exif_transpose(img))
+                yield img
     except UnidentifiedImageError:
         raise MlafaceError(f"{path}: not an image Pillow can read") from None
     except Image.DecompressionBombError as e:
         raise MlafaceError(f"{path}: image too large to load safely ({e})") from None
     except (OSError, SyntaxError, ValueError) as e:
         raise MlafaceError(f"{path}: corrupt or truncated image ({e})") from None
-    h, w = image.shape[:2]
+
+
+def _check_size(path: Path, w: int, h: int) -> None:
     if min(h, w) < MIN_SIDE:
         raise MlafaceError(f"{path}: {w} x {h} pixels is too small to show a face (each side needs at least "
                            f"{MIN_SIDE} pixels)")
+
+
+def check_photo(path: str | Path) -> None:
+    """What load_image refuses that its header tells (missing, empty, not an image, too small), without decoding
+    the pixels: a command checks its photos so before it loads any model."""
+    path = Path(path)
+    with _opened(path) as img:
+        w, h = img.size
+    _check_size(path, w, h)
+
+
+def load_image(path: str | Path) -> np.ndarray:
+    """Read a photo as [H, W, 3] uint8 RGB, upright (EXIF orientation applied). MlafaceError names the file."""
+    path = Path(path)
+    with _opened(path) as img:
+        image = to_rgb8(ImageOps.exif_transpose(img))
+    _check_size(path, image.shape[1], image.shape[0])
     return image
 
 

@@ -117,7 +117,23 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
-    from ..io.images import find_photos
+    from ..io.images import check_photo, find_photos
+
+    start = time.perf_counter()
+    photos = find_photos(args.photos)
+    if not photos:
+        raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
+    failures, readable = [], []
+    for photo in photos:  # what a photo's header tells is refused at once, before torch and the models load
+        try:
+            check_photo(photo)
+            readable.append(photo)
+        except MlafaceError as e:
+            failures.append((str(photo), str(e)))
+    if (args.same_person or not readable) and failures:
+        raise MlafaceError(failures[0][1] if len(failures) == 1 else
+                           f"none of the {len(photos)} photos can be read: " + "; ".join(m for _, m in failures))
+
     from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch, worst_fits
     from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
@@ -125,16 +141,12 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     options = flag_options(ReconstructOptions, device=args.device, fit_steps=args.fit_steps,
                            texture_size=args.texture_size, provider=args.provider, all_faces=args.all_faces,
                            model=args.model, weights=args.weights)
-    photos = find_photos(args.photos)
-    if not photos:
-        raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
     folder = prepare_output(args.output)
-    start = time.perf_counter()
     rec = Reconstructor(options)
-    print(f"mlaface {__version__}: {len(photos)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
+    print(f"mlaface {__version__}: {len(readable)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
           f"network: {rec.weights or 'no trained weights (fitting only)'}", file=sys.stderr)
-    results, failures = [], []
-    for event in reconstruct_batch(rec, photos, folder, formats, args.same_person):
+    results = []
+    for event in reconstruct_batch(rec, readable, folder, formats, args.same_person):
         if event["event"] == "progress":
             _progress_bar(event["done"], event["total"], Path(event["photo"]).name, start)
         elif event["event"] == "result":
