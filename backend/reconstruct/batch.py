@@ -11,7 +11,9 @@ from __future__ import annotations
 
 import os
 import time
+from collections import deque
 from collections.abc import Callable, Iterator
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 
 from ..io.errors import MlafaceError
@@ -22,22 +24,12 @@ from ..io.obj import write_obj
 from ..render.overlay import write_overlay
 from .pipeline import Reconstructor
 
-FORMATS = ("npz", "obj", "glb", "overlay")
 WORST_LISTED = 5
 BATCH = 8  # photos whose faces are fitted together
 
 
 class Cancelled(Exception):
     """Raised inside a reconstruction when the caller asked to stop."""
-
-
-def parse_formats(text: str | list[str]) -> list[str]:
-    names = [f.strip() for f in (text.split(",") if isinstance(text, str) else text) if f.strip()]
-    unknown = [f for f in names if f not in FORMATS]
-    if unknown or not names:
-        raise MlafaceError(f"unknown output format(s) {', '.join(unknown) or '(none)'}; "
-                           f"choose from {', '.join(FORMATS)}")
-    return names
 
 
 def prepare_output(folder: str | Path) -> Path:
@@ -80,8 +72,10 @@ def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, form
                       batch: int = BATCH) -> Iterator[dict]:
     """Events of reconstructing `photos` into `folder` (see the module docstring). The faces of up to `batch`
     photos go through the network and the fit together (one fit step costs about the same for 1 face or 8);
-    texture and files follow face by face. Stops between faces, or inside a fit, once should_stop() is true
-    (raising Cancelled out of the current batch; a face's files are written whole or not at all)."""
+    texture and files follow face by face, each face's files written in the background while the next face is
+    made. Stops between faces, or inside a fit, once should_stop() is true (raising Cancelled out of the current
+    batch, after the files already being written are finished and reported; a face's files are written whole or
+    not at all)."""
     total = len(photos)
 
     def progress(photo: Path, stage: str, done: int) -> dict:
@@ -102,24 +96,59 @@ def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, form
             yield _written(result, folder, photo.stem, formats, photo)
             yield progress(photo, "written", done)
         return
-    for first in range(0, total, batch):
-        found = []  # (photo, image, faces, detect seconds)
-        for done, photo in enumerate(photos[first:first + batch], start=first):
-            if should_stop():
-                raise Cancelled()
-            yield progress(photo, "reconstructing", done)
-            try:
-                start = time.perf_counter()
-                image, faces = rec.detect(photo)
-                found.append((photo, image, faces, time.perf_counter() - start))
-            except MlafaceError as e:
-                yield {"event": "error", "photo": str(photo), "message": str(e)}
-        yield from _fitted(rec, found, folder, formats, should_stop, stop_check)
+    writer = _Writer(should_stop)
+    try:
+        for first in range(0, total, batch):
+            found = []  # (photo, image, faces, detect seconds)
+            for done, photo in enumerate(photos[first:first + batch], start=first):
+                if should_stop():
+                    raise Cancelled()
+                yield from writer.finished()
+                yield progress(photo, "reconstructing", done)
+                try:
+                    start = time.perf_counter()
+                    image, faces = rec.detect(photo)
+                    found.append((photo, image, faces, time.perf_counter() - start))
+                except MlafaceError as e:
+                    yield {"event": "error", "photo": str(photo), "message": str(e)}
+            yield from _fitted(rec, found, folder, formats, should_stop, stop_check, writer)
+        yield from writer.finished(wait=True)
+    except Cancelled:
+        yield from writer.finished(wait=True)  # files already being written are finished and reported
+        raise
+    finally:
+        writer.close()
     yield progress(photos[-1], "finished", total) if photos else progress(Path(), "finished", 0)
 
 
-def _fitted(rec: Reconstructor, found: list, folder: Path, formats: list[str], should_stop, stop_check
-            ) -> Iterator[dict]:
+class _Writer:
+    """Writes one face's files at a time on a background thread while the next face is detected and textured
+    (zlib, PNG encoding and dlib's detector release the GIL); the result events come back in order."""
+
+    def __init__(self, should_stop: Callable[[], bool]):
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlaface-writer")
+        self.pending: deque[Future] = deque()
+        self.should_stop = should_stop
+
+    def write(self, result: FaceResult, folder: Path, stem: str, formats: list[str], photo: Path) -> Iterator[dict]:
+        """Start writing result's files once the face before it is written (its event is yielded), unless the
+        caller has asked to stop by then (Cancelled)."""
+        yield from self.finished(wait=True)
+        if self.should_stop():
+            raise Cancelled()
+        self.pending.append(self.pool.submit(_written, result, folder, stem, formats, photo))
+
+    def finished(self, wait: bool = False) -> Iterator[dict]:
+        """The events of the writes that are done (with wait, of all)."""
+        while self.pending and (wait or self.pending[0].done()):
+            yield self.pending.popleft().result()
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+
+
+def _fitted(rec: Reconstructor, found: list, folder: Path, formats: list[str], should_stop, stop_check,
+            writer: _Writer) -> Iterator[dict]:
     """Events of fitting the detected faces of some photos together ((photo, image, faces, detect seconds) each),
     then texturing and writing them face by face. A fit that fails is retried photo by photo, so the error names
     its photo."""
@@ -134,7 +163,7 @@ def _fitted(rec: Reconstructor, found: list, folder: Path, formats: list[str], s
     except MlafaceError as e:
         if len(found) > 1:
             for item in found:
-                yield from _fitted(rec, [item], folder, formats, should_stop, stop_check)
+                yield from _fitted(rec, [item], folder, formats, should_stop, stop_check, writer)
         else:
             yield {"event": "error", "photo": str(found[0][0]), "message": str(e)}
         return
@@ -147,7 +176,8 @@ def _fitted(rec: Reconstructor, found: list, folder: Path, formats: list[str], s
         except MlafaceError as e:
             yield {"event": "error", "photo": str(photo), "message": str(e)}
             continue
-        yield _written(result, folder, f"{photo.stem}_face{index}" if several else photo.stem, formats, photo)
+        yield from writer.write(result, folder, f"{photo.stem}_face{index}" if several else photo.stem, formats,
+                                photo)
 
 
 def _written(result: FaceResult, folder: Path, stem: str, formats: list[str], photo: Path) -> dict:

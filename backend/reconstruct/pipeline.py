@@ -20,8 +20,8 @@ import torch
 
 from .. import __version__
 from ..detect.align import box_from_detection, crop_from_box, landmark_box
-from ..detect.landmarks import PROVIDERS, Face, detect_faces, get_provider
-from ..io.errors import MlafaceError, OptionError
+from ..detect.landmarks import Face, detect_faces, get_provider
+from ..io.errors import MlafaceError
 from ..io.face_result import FaceResult
 from ..io.images import load_image
 from ..io.model_file import read_model
@@ -34,38 +34,11 @@ from ..network.checkpoint import load_network
 from ..render.camera import focal_from_fov, to_camera, to_landmark_pixels
 from .blend import Blend, blend_landmarks
 from .fitting import FitConfig, FitResult, fit
+from .options import ReconstructOptions
 from .texture import TileMesh, extract_texture
 
-DEVICES = ("auto", "cpu", "cuda")
 QUALITY_SCALE = 0.05  # fit_quality's score falls to 1/e at a 5% gap or residual (of the face size)
 NETWORK_PASSES = 2  # the crop from the detector's box, then from the network's own points
-TEXTURE_SIZES = (256, 4096)
-MAX_FIT_STEPS = 10_000
-
-
-@dataclass(frozen=True)
-class ReconstructOptions:
-    device: str = "auto"  # auto, cpu or cuda
-    fit_steps: int = 150
-    texture_size: int = 1024
-    provider: str = "auto"
-    all_faces: bool = False
-    model: str | None = None  # face model file (default: $MLAFACE_MODEL, then the cache)
-    weights: str | None = None  # network weights (default: $MLAFACE_WEIGHTS, shipped, cache)
-
-    def __post_init__(self):
-        if self.device not in DEVICES:
-            raise OptionError("device", f"must be one of {', '.join(DEVICES)}, got {self.device!r}")
-        if not TEXTURE_SIZES[0] <= self.texture_size <= TEXTURE_SIZES[1]:
-            raise OptionError("texture_size", f"must be between {TEXTURE_SIZES[0]} and {TEXTURE_SIZES[1]}, "
-                                              f"got {self.texture_size}")
-        if not 0 <= self.fit_steps <= MAX_FIT_STEPS:
-            raise OptionError("fit_steps", f"must be between 0 and {MAX_FIT_STEPS}, got {self.fit_steps}")
-        if self.provider not in ("auto", *PROVIDERS):
-            raise OptionError("provider", f"must be auto, {', '.join(PROVIDERS)}, got {self.provider!r}")
-
-    def fit_config(self, **changes) -> FitConfig:
-        return FitConfig(steps=self.fit_steps, **changes)
 
 
 @dataclass(frozen=True)

@@ -118,8 +118,13 @@ def cmd_landmarks(args: argparse.Namespace) -> int:
 
 def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..io.images import check_photo, find_photos
+    from ..reconstruct.options import ReconstructOptions, parse_formats
 
     start = time.perf_counter()
+    formats = parse_formats(args.formats)
+    options = flag_options(ReconstructOptions, device=args.device, fit_steps=args.fit_steps,
+                           texture_size=args.texture_size, provider=args.provider, all_faces=args.all_faces,
+                           model=args.model, weights=args.weights)
     photos = find_photos(args.photos)
     if not photos:
         raise MlafaceError("no photos given (folders are searched for image files, not recursively)")
@@ -134,13 +139,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         raise MlafaceError(failures[0][1] if len(failures) == 1 else
                            f"none of the {len(photos)} photos can be read: " + "; ".join(m for _, m in failures))
 
-    from ..reconstruct.batch import parse_formats, prepare_output, reconstruct_batch, worst_fits
-    from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
+    from ..reconstruct.batch import prepare_output, reconstruct_batch, worst_fits
+    from ..reconstruct.pipeline import Reconstructor
 
-    formats = parse_formats(args.formats)
-    options = flag_options(ReconstructOptions, device=args.device, fit_steps=args.fit_steps,
-                           texture_size=args.texture_size, provider=args.provider, all_faces=args.all_faces,
-                           model=args.model, weights=args.weights)
     folder = prepare_output(args.output)
     rec = Reconstructor(options)
     print(f"mlaface {__version__}: {len(readable)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "

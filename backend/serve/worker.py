@@ -17,7 +17,8 @@ from ..clip.animate import AnimateOptions, animate_to_folder
 from ..io.errors import MlafaceError
 from ..io.images import find_photos
 from ..io.worker_protocol import PROTOCOL_VERSION, ProtocolError, decode_request, encode
-from ..reconstruct.batch import Cancelled, parse_formats, prepare_output, reconstruct_batch
+from ..reconstruct.batch import Cancelled, prepare_output, reconstruct_batch
+from ..reconstruct.options import parse_formats
 from ..reconstruct.pipeline import ReconstructOptions, Reconstructor
 
 RUN_OPTIONS = {"fit_steps": int, "texture_size": int, "all_faces": bool, "same_person": bool, "formats": list}
