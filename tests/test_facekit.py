@@ -227,7 +227,7 @@ def test_write_is_atomic(tiny_facekit, tmp_path, monkeypatch):
     def crash(*args, **kwargs):
         raise OSError("disk full")
 
-    monkeypatch.setattr(np, "savez_compressed", crash)
+    monkeypatch.setattr(np.lib.format, "write_array", crash)
     with pytest.raises(OSError, match="disk full"):
         write_model(path, data)
     assert path.read_bytes() == before
