@@ -135,9 +135,10 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
             readable.append(photo)
         except MlafaceError as e:
             failures.append((str(photo), str(e)))
-    if (args.same_person or not readable) and failures:
+    if failures and (args.same_person or not readable):  # one identity needs every photo; nothing left to do
         raise MlafaceError(failures[0][1] if len(failures) == 1 else
-                           f"none of the {len(photos)} photos can be read: " + "; ".join(m for _, m in failures))
+                           f"{len(failures)} of the {len(photos)} photos cannot be read: " +
+                           "; ".join(m for _, m in failures))
 
     from ..reconstruct.batch import prepare_output, reconstruct_batch, worst_fits
     from ..reconstruct.pipeline import Reconstructor
