@@ -5,10 +5,12 @@ the photo to a PNG; print the time of the whole operator and of building the Ble
     python scripts/blender_render_import.py PHOTO [--model FILE] [-o docs/blender_import.png]
     python scripts/blender_render_import.py CLIP --frames 1,13,28 [-o docs/blender_clip.png]
     python scripts/blender_render_import.py HEAD.glb [-o docs/astronaut_glb_blender.png]
+    python scripts/blender_render_import.py PHOTO [PHOTO ...] --views [-o docs/blender_views.png]
 
 With --frames the input is a clip: "Animate from Video" imports it, and each listed scene frame is rendered (a row:
 clip frame | render | render over the frame). A .glb (from `mlaface reconstruct`) is imported with Blender's own
-glTF importer and rendered from three-quarters.
+glTF importer and rendered from three-quarters. With --views each photo is a row: photo | render from the matched
+camera | three-quarters from the side the photo does not show | the back of the head.
 (docs/blender_import.png shows scikit-image's astronaut, a public-domain photo; docs/blender_clip.png the
 project's own test clip, `python -m training.clip_eval`.)
 """
@@ -28,7 +30,7 @@ os.environ.setdefault("BLENDER_USER_RESOURCES", tempfile.mkdtemp(prefix="mlaface
 import bpy  # noqa: E402
 import numpy as np  # noqa: E402
 from mathutils import Vector  # noqa: E402
-from PIL import Image  # noqa: E402
+from PIL import Image, ImageOps  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 from build_addon import build  # noqa: E402
@@ -38,17 +40,21 @@ ADDON = "bl_ext.user_default.mlaface"
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("photo")
+    parser.add_argument("photo", nargs="+")
     parser.add_argument("--model", default="")
     parser.add_argument("--frames", help="a clip: the scene frames to render, comma-separated")
+    parser.add_argument("--views", action="store_true", help="each photo's head from its camera, the hidden side "
+                        "and the back")
     parser.add_argument("-o", "--output", default="docs/blender_import.png")
     args = parser.parse_args()
-    photo = Path(args.photo).resolve()
+    photo = Path(args.photo[0]).resolve()
     bpy.ops.wm.read_factory_settings(use_empty=True)
     zip_path = build(Path(tempfile.mkdtemp()))
     bpy.ops.extensions.package_install_files(filepath=str(zip_path), repo="user_default", enable_on_install=True)
     prefs = bpy.context.preferences.addons[ADDON].preferences
     prefs.python_path, prefs.model_path, prefs.device = sys.executable, args.model, "cpu"
+    if args.views:
+        return render_views([Path(p).resolve() for p in args.photo], Path(args.output))
     if args.frames:
         return render_clip(photo, [int(f) for f in args.frames.split(",")], Path(args.output))
     if photo.suffix == ".glb":
@@ -91,6 +97,53 @@ def render_glb(glb: Path, output: Path) -> None:
     render = render_camera("glb_camera", side=400)
     Image.alpha_composite(Image.new("RGBA", render.size, (30, 30, 30, 255)), render).convert("RGB").save(output)
     print(f"wrote {output}: {glb.name} through Blender's glTF importer, Cycles")
+
+
+def render_views(photos: list[Path], output: Path, side: int = 320) -> None:
+    """A row per photo: photo | render from its camera | three-quarters from the hidden side | back, on grey."""
+    rows = []
+    for photo in photos:
+        bpy.ops.mlaface.reconstruct(filepath=str(photo))
+        head = bpy.data.objects[photo.stem]
+        to_world = head.matrix_world.to_3x3().normalized()
+        centre = head.matrix_world @ (sum((Vector(c) for c in head.bound_box), Vector()) / 8)
+        front, up = to_world @ Vector((0, -1, 0)), to_world @ Vector((0, 0, 1))  # the mesh is z-up, facing -y
+        left = up.cross(front)  # the subject's left
+        seen = 1 if left.dot(bpy.data.objects[f"{photo.stem}_camera"].location - centre) > 0 else -1
+        render = render_camera(f"{photo.stem}_camera", side=3 * side)  # the photo's framing, cropped to the head
+        box = _grown(render.getchannel("A").getbbox(), 0.15, render.size)
+        picture = Image.open(photo).convert("RGB").resize(render.size).crop(box)
+        cells = [picture, _on_grey(render.crop(box))]
+        for name, direction in (("hidden", (front - seen * left).normalized()), ("back", -front)):
+            camera = bpy.data.objects.new(f"{photo.stem}_{name}", bpy.data.cameras.new(f"{photo.stem}_{name}"))
+            bpy.context.scene.collection.objects.link(camera)
+            camera.data.lens = 85
+            camera.location = centre + 1.0 * direction
+            camera.rotation_euler = (centre - camera.location).to_track_quat("-Z", "Y").to_euler()
+            camera["mlaface_resolution"] = (side, side)
+            cells.append(_on_grey(render_camera(camera.name, side=side)))
+        for obj in bpy.context.scene.objects:
+            obj.hide_render = True  # the next photo's head alone
+        rows.append(cells)
+    sheet = Image.new("RGB", (4 * side, side * len(rows)), "white")
+    for r, cells in enumerate(rows):
+        for c, im in enumerate(cells):
+            im = ImageOps.contain(im, (side, side))
+            sheet.paste(im, (c * side + (side - im.width) // 2, r * side + (side - im.height) // 2))
+    sheet.save(output)
+    print(f"wrote {output}: photo | from its camera | three-quarters from the hidden side | back; {len(rows)} photos")
+
+
+def _grown(box: tuple[int, int, int, int], margin: float, size: tuple[int, int]) -> tuple[int, int, int, int]:
+    """A square box around `box` (left, top, right, bottom), `margin` of its side larger each way, inside size."""
+    cx, cy, half = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2, max(box[2] - box[0], box[3] - box[1]) / 2
+    half *= 1 + margin
+    return (max(0, round(cx - half)), max(0, round(cy - half)), min(size[0], round(cx + half)),
+            min(size[1], round(cy + half)))
+
+
+def _on_grey(render: Image.Image) -> Image.Image:
+    return Image.alpha_composite(Image.new("RGBA", render.size, (60, 60, 60, 255)), render).convert("RGB")
 
 
 def render_camera(camera: str, side: int = 512) -> Image.Image:

@@ -6,7 +6,9 @@
 1. Fit the face model to each crop's visible AFLW points (backend.reconstruct.fitting, landmark set "aflw21", with the
    photometric term so the SH light is estimated against a constant albedo); drop fits that stay far off.
 2. Unwrap each crop into the face tile (backend.reconstruct.texture.unwrap): z-buffer visibility, grazing-angle
-   fading, SH shading divided out (de-lighting). Each face also enters mirrored (the tile is mirror-symmetric,
+   fading, SH shading divided out (de-lighting), and only what is skin (backend.reconstruct.skin, judged against
+   the albedo model given by --prior, default the shipped one): no hair, glasses, clothes or background, so the
+   model fills a photo's hidden parts with skin. Each face also enters mirrored (the tile is mirror-symmetric,
    u <-> 1 - u) with its own weights, so the model is symmetric and a profile still teaches both halves.
 3. Weighted PCA that handles unseen texels (EM-PCA, Roweis 1998): fill unseen texels with the current model's
    reconstruction, blended by the visibility weight, and repeat SVD + fill until it settles.
@@ -30,10 +32,11 @@ import torch
 
 from backend.detect.align import landmark_box
 from backend.io.model_file import read_model
-from backend.model.albedo_model import write_albedo_model
+from backend.model.albedo_model import SHIPPED, AlbedoModel, write_albedo_model
 from backend.model.face_model import FaceModel
 from backend.model.store import resolve_model_path
 from backend.reconstruct.fitting import FitConfig, fit
+from backend.reconstruct.skin import skin_weight
 from backend.reconstruct.texture import TileMesh, unwrap
 
 from .aflw_crops import load_crops
@@ -43,11 +46,12 @@ CANDIDATE_K = (5, 10, 20, 30, 40, 60, 80, 120, 160, 200)
 K_TOLERANCE = 0.05  # relative
 
 
-def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 64, model_path=None,
-                 log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit and unwrap every crop. images: [N, h, w, 3] uint8; pts21: [N, 21, 2] (NaN = hidden)
-    -> albedo [M, 3, size, size] float32 linear, weight [M, size, size] float32, covered [size, size] bool
-    for the M <= N crops whose fit is trusted."""
+def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, prior: AlbedoModel | None, batch: int = 64,
+                 model_path=None, log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit and unwrap every crop. images: [N, h, w, 3] uint8; pts21: [N, 21, 2] (NaN = hidden); prior: the albedo
+    model the skin test compares with (None: the crop's own median skin colour)
+    -> albedo [M, 3, size, size] float32 linear, weight [M, size, size] float32 (visibility x skin), covered
+    [size, size] bool for the M <= N crops whose fit is trusted."""
     data = read_model(resolve_model_path(model_path))
     model, mesh = FaceModel.from_data(data), TileMesh.from_data(data)
     face = model.face_subset()  # fitting sees only the face: 3x fewer vertices than the head
@@ -64,6 +68,7 @@ def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 
             box = landmark_box(pts[b][np.isfinite(pts[b]).all(1)])
             with torch.no_grad():
                 a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.params.focal[b]), r.params.sh[b], box, size)
+                w = w * skin_weight(a, w, mesh.regions(size), prior)
             albedos.append(a.permute(2, 0, 1).numpy())
             weights.append(w.numpy())
         log(f"fitted and unwrapped {min(i + batch, len(images))}/{len(images)} crops, kept {len(albedos)} "
@@ -119,8 +124,8 @@ def heldout_errors(x: torch.Tensor, w: torch.Tensor, mean: torch.Tensor, basis: 
     return out
 
 
-def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, model_path=None, cache: Path | None = None,
-          log=print) -> dict:
+def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, prior: AlbedoModel | None,
+          model_path=None, cache: Path | None = None, log=print) -> dict:
     """Steps 1-4; `cache` keeps the unwrapped faces of steps 1-2 (the slow part) for reruns with the same
     count, size and seed."""
     if cache is not None and cache.is_file():
@@ -130,7 +135,8 @@ def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, model
     else:
         names, images, pts21, _ = load_crops(crops_dir)
         order = np.random.default_rng(seed).permutation(len(names))[:count]
-        albedo, weight, covered = unwrap_crops(images[order], pts21[order], size, model_path=model_path, log=log)
+        albedo, weight, covered = unwrap_crops(images[order], pts21[order], size, prior, model_path=model_path,
+                                             log=log)
         if cache is not None:
             np.savez(cache, albedo=albedo, weight=weight, covered=covered)
     # mirror: the face tile is symmetric in u, so flipping columns is the face's mirror image
@@ -180,10 +186,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="face model file")
     p.add_argument("--cache", type=Path, help="keep the unwrapped faces here (and reuse them when present)")
+    p.add_argument("--prior", type=Path, help="albedo model the skin test compares with (default: the shipped one)")
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    info = build(args.crops, args.output, args.count, args.size, args.seed, args.model, args.cache,
+    prior = AlbedoModel.load(args.prior) if args.prior or SHIPPED.is_file() else None
+    info = build(args.crops, args.output, args.count, args.size, args.seed, prior, args.model, args.cache,
                  log=lambda m: print(m, file=sys.stderr, flush=True))
     print(f"wrote {args.output}: {info['faces']} faces, K = {info['k']}, explains {info['explained']:.1%} of the "
           f"seen variance ({time.perf_counter() - start:.0f} s)")

@@ -105,11 +105,7 @@ class FaceResult:
         """Linear RGB for an untextured material: skin outside the texture the texture's median skin tone, the
         other roles their colour in io.parts.ROLES."""
         role = self.role(material)
-        if role.part != "skin":
-            return role.colour
-        t = self.texture.shape[0]
-        srgb = np.median(self.texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
-        return tuple(float(c) for c in srgb_to_linear(srgb))
+        return skin_tone(self.texture) if role.part == "skin" else role.colour
 
     def opacity(self, material: int) -> float:
         """1 for solid materials, less for the see-through ones (io.parts.ROLES: the lash cards are faint)."""
@@ -134,6 +130,14 @@ class FaceResult:
             problems.append("texture must be [T, T, 3] uint8")
         if problems:
             raise MlafaceError(f"{where}: invalid face result: " + "; ".join(problems))
+
+
+def skin_tone(texture: np.ndarray) -> tuple[float, float, float]:
+    """The linear-RGB skin tone of a face texture [T, T, 3] uint8 sRGB: the median of its centre (cheeks, nose and
+    mouth), the colour of the skin the texture does not cover (the texture's border fades to it, texture.py)."""
+    t = texture.shape[0]
+    srgb = np.median(texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
+    return tuple(float(c) for c in srgb_to_linear(srgb))
 
 
 _SCALARS = {"focal": float, "texture_tile": int, "photo": str, "face_index": int, "metadata": str}

@@ -177,7 +177,7 @@ class Reconstructor:
         cam = p.rows(slice(b, b + 1)).camera_vertices(self.model)[0]
         fitted_points = fitted.landmarks[b].cpu().numpy()
         tex = extract_texture(image, cam, self.tile_mesh, float(p.focal[b]), p.sh[b], landmark_box(fitted_points),
-                              self.options.texture_size, self.albedo_model)
+                              self.options.texture_size, self.albedo_model).image
         meta = {
             "mlaface_version": __version__, "landmark_provider": face.provider, "detector_score": face.score,
             "network_weights": str(self.weights) if self.weights else None, "fit_steps": self.options.fit_steps,

@@ -8,9 +8,12 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
    grazing angles (n . view from FADE to 1);
 3. divide out the fitted SH shading (in linear RGB; the cosine and the irradiance are taken per vertex and
    interpolated) to get albedo;
-4. fill what the photo does not show from the mirrored texel, and the rest from the albedo model fitted to what
-   the photo shows (backend/model/albedo_model.py; without one, the median seen skin tone), blended by coverage so
-   there are no hard seams.
+4. keep what is skin (skin.py: not the eye openings or the inside of the lips, and of the colour the photo's own
+   reliable skin and the albedo model lead to expect: no hair, glasses, clothes or background), then fill the rest,
+   texel by texel, from the skin at the mirrored texel, else from the albedo model fitted to all the kept skin, the
+   three merged band by band (fill.multiband_blend: no seam at the edge of what was seen or at the symmetry line, no
+   doubled detail); the eye openings and inner lips take the skin around them (fill.push_pull); the tile's outer
+   band fades to the skin tone the rest of the head gets (io.face_result.skin_tone), so the tile has no edge.
 """
 
 from __future__ import annotations
@@ -20,15 +23,19 @@ from dataclasses import dataclass, field
 import numpy as np
 import torch
 import torch.nn.functional as F
+from scipy import ndimage
 
 from ..detect.align import crop_from_box
 from ..io.colour import linear_to_srgb, srgb_to_linear
+from ..io.face_result import skin_tone
 from ..io.model_file import FaceModelData
 from ..io.parts import ROLES
 from ..model.albedo_model import AlbedoModel
 from ..render.camera import crop_camera, project
 from ..render.raster import Fragments, rasterize
 from ..render.shading import irradiance, vertex_normals
+from .fill import multiband_blend, push_pull
+from .skin import TileRegions, skin_weight
 
 FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
@@ -63,7 +70,8 @@ class TileMesh:
 
     triangles: [T, 3] int64 vertex ids of the opaque parts; skin: [T] bool, triangles of the face tile;
     uvs: [U, 2] every UV corner shifted into 0..1 of the face tile; uv_faces: [T, 3] int64 UV corners;
-    tile: the face tile's integer u offset (UDIM 1001 + tile)
+    tile: the face tile's integer u offset (UDIM 1001 + tile); landmark_uv: [68, 2] float32 the ibug-68 landmark
+    vertices' UVs in the tile
     """
 
     triangles: torch.Tensor
@@ -71,27 +79,50 @@ class TileMesh:
     uvs: torch.Tensor
     uv_faces: torch.Tensor
     tile: int
-    _texels: dict = field(default_factory=dict, compare=False, repr=False)
+    landmark_uv: np.ndarray
+    _per_size: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
     def from_data(cls, d: FaceModelData, device: torch.device | str = "cpu") -> TileMesh:
         role = d.material_roles[d.polygon_material[d.triangle_polygon]]
         opaque = np.array([ROLES[str(r)].occludes for r in role])  # what hides the skin behind it
         tile = int(d.material_tiles[list(d.material_roles).index("face")])
+        uvs = d.corner_uv - np.array([tile, 0], np.float32)
+        face = role == "face"
+        corner_of = dict(zip(d.triangles[face].reshape(-1).tolist(), d.triangle_corners[face].reshape(-1).tolist(),
+                             strict=True))
         return cls(triangles=torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(device),
-                   skin=torch.from_numpy(role[opaque] == "face").to(device),
-                   uvs=torch.from_numpy(d.corner_uv - np.array([tile, 0], np.float32)).to(device),
-                   uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile)
+                   skin=torch.from_numpy(face[opaque]).to(device), uvs=torch.from_numpy(uvs).to(device),
+                   uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile,
+                   landmark_uv=uvs[[corner_of[int(v)] for v in d.landmarks_ibug68]])
+
+    def _kept(self, kind: str, size: int, make):
+        if (kind, size) not in self._per_size:
+            self._per_size[kind, size] = make()
+        return self._per_size[kind, size]
 
     def texels(self, size: int) -> Texels:
         """The face tile's covered texels at size x size (rasterized on first use, then kept)."""
-        if size not in self._texels:
+        def make():
             skin = torch.nonzero(self.skin).squeeze(1)
             frags = uv_raster(self.uvs, self.uv_faces[skin], size)
             index = torch.nonzero(frags.mask[0].reshape(-1)).squeeze(1)
-            self._texels[size] = Texels(size, index, skin[frags.face_id.reshape(-1)[index]],
-                                        frags.bary.reshape(-1, 3)[index])
-        return self._texels[size]
+            return Texels(size, index, skin[frags.face_id.reshape(-1)[index]], frags.bary.reshape(-1, 3)[index])
+        return self._kept("texels", size, make)
+
+    def regions(self, size: int) -> TileRegions:
+        """The eye, mouth and reliable-skin masks at size x size (skin.py), kept."""
+        return self._kept("regions", size, lambda: TileRegions.build(self.landmark_uv, size, self.skin.device))
+
+    def border_ramp(self, size: int) -> torch.Tensor:
+        """[size, size] float32: 0 outside the tile's outer border, rising smoothly to 1 at BORDER_FADE inside it
+        (holes of the tile, the eye and mouth openings, are inside), kept."""
+        def make():
+            covered = self.texels(size).scatter(torch.ones(len(self.texels(size).index))).numpy() > 0
+            inside = ndimage.distance_transform_edt(ndimage.binary_fill_holes(covered))
+            t = np.clip(inside / (BORDER_FADE * size), 0, 1)
+            return torch.from_numpy((t * t * (3 - 2 * t)).astype(np.float32)).to(self.skin.device)
+        return self._kept("border", size, make)
 
 
 def uv_raster(uvs: torch.Tensor, uv_faces: torch.Tensor, size: int) -> Fragments:
@@ -141,23 +172,63 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
     return texels.scatter(albedo), texels.scatter(weight), texels.scatter(torch.ones_like(weight)).bool()
 
 
+@dataclass(frozen=True)
+class Texture:
+    """A baked face tile, all [size, size]: image [.., 3] uint8 sRGB albedo; seen float32, the photo's visibility
+    weight (unwrap); skin float32, how much of each texel is skin (skin.skin_weight); source int8, where each
+    texel's detail comes from (SOURCES)."""
+
+    image: np.ndarray
+    seen: np.ndarray
+    skin: np.ndarray
+    source: np.ndarray
+
+
+SOURCES = ("photo", "mirror", "model")  # Texture.source: the photo at the texel, at its mirror image, the albedo model
+BLEND_LEVELS = 5  # multiband_blend's bands below the finest at 1024 texels (coarsest about 2 cm), scaled with size
+BORDER_FADE = 0.04  # of the tile's side: the band inside the tile's outer border that fades to the skin tone
+
+
 def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
                     box: tuple[float, float, float, float], size: int = 1024,
-                    albedo_model: AlbedoModel | None = None) -> np.ndarray:
-    """The face albedo texture [size, size, 3] uint8 sRGB: `unwrap`, then step 4 (arguments as there)."""
-    albedo, weight, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
-    device = albedo.device
-    w = weight[..., None]
-    mirrored_albedo, w_m = albedo.flip(1), w.flip(1)
-    both = w + (1 - w) * w_m
-    combined = (w * albedo + (1 - w) * w_m * mirrored_albedo) / both.clamp(min=1e-6)
+                    albedo_model: AlbedoModel | None = None) -> Texture:
+    """The face tile baked from a photo (arguments as in `unwrap`): `unwrap`, then step 4."""
+    albedo, seen, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
+    regions = mesh.regions(size)
+    skin = skin_weight(albedo, seen, regions, albedo_model)
+    own = seen * skin * covered
+    mirrored = own.flip(1)
+    shares = torch.stack([own, (1 - own) * mirrored, (1 - own) * (1 - mirrored)])
+    source = shares.argmax(0)
+    hard = F.one_hot(source, 3).permute(2, 0, 1).to(albedo)  # the detail of each texel from one layer
+
+    photo_layer = push_pull(albedo.permute(2, 0, 1), own)
+    fill = _model_fill(albedo, own, mirrored, covered, albedo_model)
+    layers = torch.stack([photo_layer, photo_layer.flip(2), fill])
+    levels = max(1, BLEND_LEVELS + round(np.log2(size / 1024)))
+    out = multiband_blend(layers, hard, levels)
+    out = push_pull(out, (~regions.openings).to(out)).permute(1, 2, 0)  # eyes and inner lips: the skin round them
+
+    image = (linear_to_srgb(out) * 255).round().byte().cpu().numpy()
+    tone = torch.tensor(skin_tone(image), device=out.device)  # what the rest of the head gets (FaceResult.colour)
+    ramp = mesh.border_ramp(size)[..., None]
+    out = tone + ramp * (out - tone)
+    return Texture((linear_to_srgb(out) * 255).round().byte().cpu().numpy(), seen.cpu().numpy(),
+                   skin.cpu().numpy(), source.to(torch.int8).cpu().numpy())
+
+
+def _model_fill(albedo: torch.Tensor, own: torch.Tensor, mirrored: torch.Tensor, covered: torch.Tensor,
+                albedo_model: AlbedoModel | None) -> torch.Tensor:
+    """[3, size, size] linear: the albedo model fitted to the skin the photo shows on either side (without a model,
+    the median of that skin)."""
+    both = own + (1 - own) * mirrored
+    combined = (own[..., None] * albedo + ((1 - own) * mirrored)[..., None] * albedo.flip(1)) / \
+        both[..., None].clamp(min=1e-6)
+    size = albedo.shape[0]
     if albedo_model is not None:
-        coeffs = albedo_model.fit(combined.permute(2, 0, 1), both[..., 0] * covered)
+        coeffs = albedo_model.fit(combined.permute(2, 0, 1), both * covered)
         fill = F.interpolate(albedo_model(coeffs[None]), size=(size, size), mode="bilinear", align_corners=False)
-        fill = fill[0].permute(1, 2, 0).clamp(0, 1)
-    else:
-        seen = both[..., 0] > 0.5
-        fill = albedo[seen].median(0).values if seen.any() else torch.tensor([0.55, 0.4, 0.33], device=device)
-    out = combined * both + fill * (1 - both)
-    out = torch.where(covered[..., None], out, fill)  # UV gaps: no hard seams at tile edges
-    return (linear_to_srgb(out) * 255).round().byte().cpu().numpy()
+        return fill[0].clamp(0, 1)
+    seen = both > 0.5
+    tone = albedo[seen].median(0).values if seen.any() else albedo.new_tensor([0.55, 0.4, 0.33])
+    return tone[:, None, None].expand(3, size, size)
