@@ -80,7 +80,7 @@ def test_skin_weight_rejects_hair_clothes_and_openings_not_a_colour_cast(tile_me
     else:
         base = torch.tensor([0.55, 0.38, 0.3]).expand(size, size, 3)
     albedo = (base * torch.exp(0.05 * torch.randn(size, size, 3, generator=g))).clamp(0, 1)
-    hair, shirt = (slice(8, 34), slice(90, 170)), (slice(215, 245), slice(60, 200))  # above the brows
+    hair, shirt = (slice(14, 38), slice(90, 170)), (slice(215, 245), slice(60, 200))  # forehead, neck
     albedo[hair] = torch.tensor([0.05, 0.035, 0.03])  # dark hair over the forehead
     albedo[shirt] = torch.tensor([0.1, 0.2, 0.5])  # a blue collar over the neck
     seen = torch.ones(size, size)
@@ -88,7 +88,7 @@ def test_skin_weight_rejects_hair_clothes_and_openings_not_a_colour_cast(tile_me
     assert skin[hair].mean() < 0.05 and skin[shirt].mean() < 0.05
     assert not skin[regions.openings].any()
     clear = ~regions.openings
-    clear[3:39, 85:175] = clear[210:250, 55:205] = False
+    clear[9:43, 85:175] = clear[210:250, 55:205] = False
     assert skin[clear].mean() > 0.9
     grey = albedo.mean(-1, keepdim=True).expand(size, size, 3)  # a grey-scale photo: skin by lightness alone
     assert skin_weight(grey, seen, regions, albedo_model)[clear].mean() > 0.9
@@ -97,12 +97,17 @@ def test_skin_weight_rejects_hair_clothes_and_openings_not_a_colour_cast(tile_me
 
 
 def test_synthetic_occluders_smoke(real_model_path):
-    """Three synthetic faces (frontal, turned 30 degrees with a hand, turned back) at texture 512, the benchmark of
-    the README in smoke size. Thresholds sit between the figures measured before this texture path (occluders
-    baked in: leak 0.74, step to the head 30) and after it (leak 0.1, step 0), so either regression fails."""
+    """Three synthetic faces (frontal with a hand, turned 30 degrees both ways; hair, glasses, collar on each) at
+    texture 512: the README's benchmark in smoke size. Measured (sRGB 0-255): with this texture path leak 0.12,
+    under occluders 9.6, eyes and inner lips 4.9, seam at the edge of view 6.5, step to the head 0.4; with the one
+    before it (everything in view baked in, the hidden side mirrored, a flat head) 0.88, 68, 17, 11.3 and 57. Each
+    bound sits between the two, far enough from today's for CPU rounding, near enough to fail a regression."""
     from training.texture_eval import evaluate
 
     m = evaluate(faces=3, size=512, seed=0, model_path=real_model_path, log=lambda _: None)
-    assert m["leak"] < 0.3
-    assert m["step to the head"] < 2
-    assert m["under occluders"] < m["seen skin"] + 25
+    assert m["leak"] < 0.4
+    assert m["under occluders"] < 30
+    assert m["eyes and inner lips"] < 10
+    assert m["seam at the edge of view"] < 9
+    assert m["step to the head"] < 5  # a step of 5 levels in sRGB is about what shows on a smooth surface
+    assert m["seen skin"] < 8  # what is kept is kept well (before: 6.0)

@@ -1,7 +1,7 @@
 """How well the baked face texture keeps skin, and only skin: synthetic heads with a known albedo and occluders
 drawn over them.
 
-    python -m training.texture_eval [--faces 12] [--size 1024] [--out runs/texture_eval]
+    python -m training.texture_eval [--faces 12] [--size 1024] [--truth-albedo FILE] [--out runs/texture_eval]
 
 Each face: a random identity, a neutral expression, yaw 0, 30 or 60 degrees (sides alternating) and a little pitch;
 SH light (ambient plus a random direction); the albedo model at random coefficients with fine detail multiplied in
@@ -161,7 +161,7 @@ def measure(face: dict, baked: np.ndarray, mesh: TileMesh, regions: TileRegions,
     truth = _srgb255(truth)
     baked = baked.astype(np.float32)
     texels = mesh.texels(size)
-    where = texels.gather(project(cam[None], FOCAL, (PHOTO, PHOTO))[0, :, :2], mesh.triangles).numpy()
+    where = texels.gather(project(cam[None], FOCAL, (PHOTO, PHOTO))[0, :, :2]).numpy()
     px = np.clip(np.floor(where).astype(int), 0, PHOTO - 1)
     under = np.zeros(size * size, bool)
     under[texels.index.numpy()] = face["occluders"][px[:, 1], px[:, 0]]
@@ -214,6 +214,8 @@ def evaluate(faces: int, size: int, seed: int, model_path=None, truth_albedo=Non
         if out is not None and i < 6:
             truth = _srgb255(face["truth"].permute(1, 2, 0)).round().astype(np.uint8)
             sheet.append([face["photo"], truth, baked])
+            out.mkdir(parents=True, exist_ok=True)
+            Image.fromarray(face["photo"]).save(out / f"face_{i}.png")
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
     if out is not None:
         out.mkdir(parents=True, exist_ok=True)
@@ -235,7 +237,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--model", help="face model file")
     p.add_argument("--truth-albedo", help="albedo model file the true albedos come from (default: the shipped one)")
-    p.add_argument("--out", type=Path, help="write texture_eval.json and a sheet of faces (photo | truth | baked)")
+    p.add_argument("--out", type=Path, help="write texture_eval.json, a sheet of faces (photo | truth | baked) and "
+                   "the first six photos (face_I.png)")
     args = p.parse_args(argv)
     summary = evaluate(args.faces, args.size, args.seed, args.model, args.truth_albedo, args.out,
                        log=lambda m: print(m, file=sys.stderr, flush=True))

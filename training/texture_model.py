@@ -35,6 +35,7 @@ from backend.io.model_file import read_model
 from backend.model.albedo_model import SHIPPED, AlbedoModel, write_albedo_model
 from backend.model.face_model import FaceModel
 from backend.model.store import resolve_model_path
+from backend.reconstruct.fill import push_pull
 from backend.reconstruct.fitting import FitConfig, fit
 from backend.reconstruct.skin import skin_weight
 from backend.reconstruct.texture import TileMesh, unwrap
@@ -46,11 +47,10 @@ CANDIDATE_K = (5, 10, 20, 30, 40, 60, 80, 120, 160, 200)
 K_TOLERANCE = 0.05  # relative
 
 
-def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, prior: AlbedoModel | None, batch: int = 64,
-                 model_path=None, log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Fit and unwrap every crop. images: [N, h, w, 3] uint8; pts21: [N, 21, 2] (NaN = hidden); prior: the albedo
-    model the skin test compares with (None: the crop's own median skin colour)
-    -> albedo [M, 3, size, size] float32 linear, weight [M, size, size] float32 (visibility x skin), covered
+def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 64, model_path=None,
+                 log=print) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Fit and unwrap every crop. images: [N, h, w, 3] uint8; pts21: [N, 21, 2] (NaN = hidden)
+    -> albedo [M, 3, size, size] float32 linear, weight [M, size, size] float32 (visibility), covered
     [size, size] bool for the M <= N crops whose fit is trusted."""
     data = read_model(resolve_model_path(model_path))
     model, mesh = FaceModel.from_data(data), TileMesh.from_data(data)
@@ -68,7 +68,6 @@ def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, prior: Albedo
             box = landmark_box(pts[b][np.isfinite(pts[b]).all(1)])
             with torch.no_grad():
                 a, w, covered = unwrap(imgs[b], cam[b], mesh, float(r.params.focal[b]), r.params.sh[b], box, size)
-                w = w * skin_weight(a, w, mesh.regions(size), prior)
             albedos.append(a.permute(2, 0, 1).numpy())
             weights.append(w.numpy())
         log(f"fitted and unwrapped {min(i + batch, len(images))}/{len(images)} crops, kept {len(albedos)} "
@@ -135,10 +134,16 @@ def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, prior
     else:
         names, images, pts21, _ = load_crops(crops_dir)
         order = np.random.default_rng(seed).permutation(len(names))[:count]
-        albedo, weight, covered = unwrap_crops(images[order], pts21[order], size, prior, model_path=model_path,
-                                             log=log)
+        albedo, weight, covered = unwrap_crops(images[order], pts21[order], size, model_path=model_path, log=log)
         if cache is not None:
             np.savez(cache, albedo=albedo, weight=weight, covered=covered)
+    regions = TileMesh.from_data(read_model(resolve_model_path(model_path))).regions(size)
+    seen_total = weight.sum()
+    weight = np.stack([(torch.from_numpy(w) * skin_weight(torch.from_numpy(a).permute(1, 2, 0), torch.from_numpy(w),
+                                                           regions, prior)).numpy()
+                       for a, w in zip(albedo, weight, strict=True)])
+    log(f"skin test against {'the prior albedo model' if prior else 'each crop median colour'}: "
+        f"{weight.sum() / seen_total:.0%} of the seen texels' weight kept")
     # mirror: the face tile is symmetric in u, so flipping columns is the face's mirror image
     albedo = np.concatenate([albedo, albedo[..., ::-1]])
     weight = np.concatenate([weight, weight[..., ::-1]])
@@ -165,11 +170,16 @@ def build(crops_dir: Path, output: Path, count: int, size: int, seed: int, prior
     var_total = ((x - mean) ** 2 * w).sum() / w.sum() * x.shape[1]
     explained = (sigma ** 2).cumsum(0) / var_total
     full_mean = np.zeros((3, size * size), np.float32)
-    fill = mean.view(3, -1).median(1).values.numpy()
-    full_mean[:] = fill[:, None]  # outside the tile's triangles: the median skin tone (no seams at UV borders)
     full_mean[:, texels] = mean.view(3, -1).numpy()
     full_basis = np.zeros((k, 3, size * size), np.float32)
     full_basis[:, :, texels] = basis.view(k, 3, -1).numpy()
+    # texels no face showed as skin (the eye openings, the inner lips) and those outside the tile's triangles: the
+    # skin round them, no component (no seams at UV borders, no black in the openings)
+    ever = np.zeros(size * size, bool)
+    ever[texels] = (w.view(len(w), 3, -1)[:, 0] > 0).any(0).numpy()
+    full_mean = push_pull(torch.from_numpy(full_mean.reshape(3, size, size)),
+                          torch.from_numpy(ever.reshape(size, size)).float()).numpy().reshape(3, -1)
+    full_basis[:, :, ~ever] = 0
     source = (f"{M} AFLW crops (of {count} drawn, seed {seed}; fits with landmark error <= {MAX_FIT_ERROR}), "
               f"mirrored; EM-PCA, K={k}; AFLW: research use only")
     write_albedo_model(output, full_mean.reshape(3, size, size), full_basis.reshape(k, 3, size, size),

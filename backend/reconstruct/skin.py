@@ -2,16 +2,19 @@
 
 Two kinds of evidence, both in the face tile's UV space (texels as in texture.py, row 0 at v = 1):
 1. Where, from the model alone (`TileRegions`, once per size): the eye openings and the inside of the lips (the
-   UV polygons of the ibug-68 eye and inner-lip landmarks, widened by OPENING_MARGIN) are never skin: the 3D eyes,
-   teeth and mouth have their own materials, and a fit a little off puts the photo's eyes and teeth there. The
-   reliable skin (cheeks under the eyes, the nose: RELIABLE polygons) is where the photo's own skin colour is read.
-2. What the photo says (`skin_weight`): a texel is skin when its de-lit colour is what the albedo model, fitted to
-   the reliable skin alone, predicts there, within the spread the reliable texels show. The residual is taken in
-   log RGB as lightness and two chroma differences, centred on the reliable texels' median (a colour cast or a grey
-   photo is not an occluder) and scaled by their robust spread (1.4826 MAD, at least SPREAD_FLOOR); its length D in
-   those units maps to skin 1 below SKIN_DISTANCE[0] and 0 above SKIN_DISTANCE[1]. Hair, glasses frames, beards,
-   clothes and background fall far outside; rejected patches are widened by EDGE of the tile's side (their blurred
-   rims). A skin-coloured hand passes: it is told apart only where it covers a side the mirror shows.
+   UV polygons of the ibug-68 eye and inner-lip landmarks, widened by EYE_MARGIN and LIP_MARGIN) are never skin:
+   the 3D eyes, teeth and mouth have their own materials, and a fit a little off puts the photo's eyes and teeth
+   there. The reliable skin (cheeks under the eyes, the nose: RELIABLE polygons) is where the photo's own skin
+   colour is read; on the brows (BROWS) dark hair is allowed.
+2. What the photo says (`skin_weight`): a texel is skin when its de-lit colour is near what the albedo model,
+   fitted to the reliable skin alone, expects there (so lips may be red and brows dark). The difference is taken in
+   log RGB as lightness and two chroma differences, centred on the reliable texels' median (a colour cast is not
+   an occluder). Lightness may stray LIGHTNESS darker or lighter (the de-lighting leaves shading behind; on the brows
+   BROW_DARKNESS darker); chroma CHROMA_SIGMAS of the reliable texels' robust spread (1.4826 MAD), at least
+   CHROMA_FLOOR; a grey-scale or toned photo (MONOCHROME) is judged by lightness alone. The combined multiple of the
+   tolerances maps to skin 1 below SKIN_DISTANCE[0] and 0 above SKIN_DISTANCE[1]. A texel where much is rejected
+   within EDGE (PATCH) is rejected too (an occluder's soft rim; stray texels stay). Hair, glasses frames, beards,
+   clothes and background fall outside; a skin-coloured hand does not: it is filled like skin.
 """
 
 from __future__ import annotations
@@ -30,11 +33,13 @@ MOUTH_INSIDE = (tuple(range(60, 68)),)  # the inner lip line: inside it the tile
 BROWS = (tuple(range(17, 22)), tuple(range(22, 27)))  # the eyebrows' lines: hair, but the face's own
 RELIABLE = ((36, 41, 40, 39, 31, 3, 2, 1), (45, 46, 47, 42, 35, 13, 14, 15),  # under the eyes, the cheeks
             (27, 31, 32, 33, 34, 35))  # the nose
-OPENING_MARGIN = 0.02  # of the tile's side (about 5 mm): the eyes' lids and lashes, the lips' inner rim
+EYE_MARGIN = 0.02  # of the tile's side (about 5 mm) round the eye openings: the lids' rims and lashes
+LIP_MARGIN = 0.005  # round the inner lip line: the lips' wet inner rim
 BROW_WIDTH = 0.025  # of the tile's side, each way from the brow line
 RELIABLE_SHRINK = 0.01  # of the tile's side: the reliable polygons kept off the eyes, nostrils and mouth
-EDGE = 0.01  # of the tile's side: a texel with as many rejected texels as skin within this is rejected too
-LIGHTNESS = (0.6, 0.45)  # log units: how much darker, lighter than the reliable skin's median a texel may be
+EDGE = 0.01  # of the tile's side: the neighbourhood whose rejected share (below) rejects a texel too
+PATCH = (0.25, 0.6)  # rejected share of the neighbourhood: the texel kept below the first, rejected above the second
+LIGHTNESS = (0.8, 0.5)  # log units: how much darker, lighter than the reliable skin's median a texel may be
 BROW_DARKNESS = 1.6  # log units: how much darker a texel on the brows may be
 CHROMA_SIGMAS, CHROMA_FLOOR = 3.0, 0.08  # chroma: how many robust sigmas it may stray, at least the floor (log)
 MONOCHROME = 0.01  # log units: reliable skin whose chroma spreads less is from a grey-scale or toned photo
@@ -84,8 +89,10 @@ class TileRegions:
     @classmethod
     def build(cls, landmark_uv: np.ndarray, size: int, device: torch.device | str = "cpu") -> TileRegions:
         """landmark_uv: [68, 2] the ibug-68 landmark vertices' face-tile UVs (tile 0..1)."""
-        openings = torch.from_numpy(_polygons(landmark_uv, EYES + MOUTH_INSIDE, size)).to(device)
-        openings = _grow(openings, round(OPENING_MARGIN * size))
+        eyes = _grow(torch.from_numpy(_polygons(landmark_uv, EYES, size)).to(device), round(EYE_MARGIN * size))
+        mouth = _grow(torch.from_numpy(_polygons(landmark_uv, MOUTH_INSIDE, size)).to(device),
+                      round(LIP_MARGIN * size))
+        openings = eyes | mouth
         reliable = torch.from_numpy(_polygons(landmark_uv, RELIABLE, size)).to(device)
         reliable = reliable & ~_grow(~reliable, round(RELIABLE_SHRINK * size)) & ~_grow(openings, round(
             RELIABLE_SHRINK * size))
@@ -131,5 +138,8 @@ def skin_weight(albedo: torch.Tensor, seen: torch.Tensor, regions: TileRegions,
     distance = torch.cat([(lightness / tolerance)[..., None], chroma], -1).norm(dim=-1)
     colour_ok = ((SKIN_DISTANCE[1] - distance) / (SKIN_DISTANCE[1] - SKIN_DISTANCE[0])).clamp(0, 1)
     k = 2 * round(EDGE * size) + 1  # near a rejected patch (not a stray texel) also rejected: its blurred rim
-    patch = F.avg_pool2d((1 - colour_ok)[None, None], k, 1, k // 2, count_include_pad=False)[0, 0]
-    return skin * colour_ok * (1 - 2 * patch).clamp(0, 1)
+    patch = (1 - colour_ok)[None, None]
+    for kernel in ((k, 1), (1, k)):  # a k x k mean, as two 1-D means
+        patch = F.avg_pool2d(patch, kernel, 1, (kernel[0] // 2, kernel[1] // 2), count_include_pad=False)
+    in_patch = ((PATCH[1] - patch[0, 0]) / (PATCH[1] - PATCH[0])).clamp(0, 1)
+    return skin * colour_ok * in_patch

@@ -14,10 +14,12 @@ For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, 
    three merged band by band (fill.multiband_blend: no seam at the edge of what was seen or at the symmetry line, no
    doubled detail); the eye openings and inner lips take the skin around them (fill.push_pull); the tile's outer
    band fades to the skin tone the rest of the head gets (io.face_result.skin_tone), so the tile has no edge.
+   Step 4 decides and blends at half the texture's size and adds the photo's finest band at full size.
 """
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -45,17 +47,15 @@ VISIBILITY_SIZE = 320  # the z-buffer's side: about 1 mm a pixel over the window
 @dataclass(frozen=True)
 class Texels:
     """The covered texels of a size x size face tile: index [N] int64 into the flattened texture (row 0 at v = 1);
-    triangle [N] int64 into TileMesh.triangles; bary [N, 3] their barycentrics there."""
+    interpolation [N, V] sparse CSR, each texel's barycentric weights on the three vertices of its triangle."""
 
     size: int
     index: torch.Tensor
-    triangle: torch.Tensor
-    bary: torch.Tensor
+    interpolation: torch.Tensor
 
-    def gather(self, attributes: torch.Tensor, faces: torch.Tensor) -> torch.Tensor:
-        """attributes [V, C] at the texels -> [N, C], interpolated over faces [T, 3] (TileMesh.triangles)."""
-        corners = attributes[faces[self.triangle]]  # [N, 3, C]
-        return torch.bmm(self.bary[:, None, :], corners)[:, 0]
+    def gather(self, attributes: torch.Tensor) -> torch.Tensor:
+        """attributes [V, C] of every vertex -> [N, C] interpolated at the texels."""
+        return self.interpolation @ attributes
 
     def scatter(self, values: torch.Tensor, fill: float = 0.0) -> torch.Tensor:
         """[N, C] or [N] at the texels -> [size, size, C] or [size, size], `fill` elsewhere."""
@@ -71,7 +71,7 @@ class TileMesh:
     triangles: [T, 3] int64 vertex ids of the opaque parts; skin: [T] bool, triangles of the face tile;
     uvs: [U, 2] every UV corner shifted into 0..1 of the face tile; uv_faces: [T, 3] int64 UV corners;
     tile: the face tile's integer u offset (UDIM 1001 + tile); landmark_uv: [68, 2] float32 the ibug-68 landmark
-    vertices' UVs in the tile
+    vertices' UVs in the tile; n_vertices: the model's vertex count (what Texels.gather interpolates)
     """
 
     triangles: torch.Tensor
@@ -80,6 +80,7 @@ class TileMesh:
     uv_faces: torch.Tensor
     tile: int
     landmark_uv: np.ndarray
+    n_vertices: int
     _per_size: dict = field(default_factory=dict, compare=False, repr=False)
 
     @classmethod
@@ -94,7 +95,7 @@ class TileMesh:
         return cls(triangles=torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(device),
                    skin=torch.from_numpy(face[opaque]).to(device), uvs=torch.from_numpy(uvs).to(device),
                    uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile,
-                   landmark_uv=uvs[[corner_of[int(v)] for v in d.landmarks_ibug68]])
+                   landmark_uv=uvs[[corner_of[int(v)] for v in d.landmarks_ibug68]], n_vertices=d.n_vertices)
 
     def _kept(self, kind: str, size: int, make):
         if (kind, size) not in self._per_size:
@@ -107,7 +108,13 @@ class TileMesh:
             skin = torch.nonzero(self.skin).squeeze(1)
             frags = uv_raster(self.uvs, self.uv_faces[skin], size)
             index = torch.nonzero(frags.mask[0].reshape(-1)).squeeze(1)
-            return Texels(size, index, skin[frags.face_id.reshape(-1)[index]], frags.bary.reshape(-1, 3)[index])
+            corners = self.triangles[skin[frags.face_id.reshape(-1)[index]]]  # [N, 3] vertex ids
+            rows = torch.arange(0, 3 * len(index) + 1, 3, device=index.device)
+            with warnings.catch_warnings():  # "sparse CSR support is in beta": matmul is all we use
+                warnings.simplefilter("ignore", UserWarning)
+                interpolation = torch.sparse_csr_tensor(rows, corners.reshape(-1), frags.bary.reshape(-1, 3)[index]
+                                                        .reshape(-1), (len(index), self.n_vertices))
+            return Texels(size, index, interpolation)
         return self._kept("texels", size, make)
 
     def regions(self, size: int) -> TileRegions:
@@ -156,7 +163,7 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
     normals = vertex_normals(cam_verts[None], triangles)[0]
     cosine = (normals * F.normalize(-cam_verts, dim=-1)).sum(-1, keepdim=True)
     shading = irradiance(normals[None], sh[None].to(normals))[0]
-    at_texels = texels.gather(torch.cat([screen[0], cosine, shading], 1), triangles)  # [N, 7]
+    at_texels = texels.gather(torch.cat([screen[0], cosine, shading], 1))  # [N, 7]
     where, cosine, shading = at_texels[:, :3], at_texels[:, 3], at_texels[:, 4:].clamp(min=0.05)
 
     # visibility: the texel's depth against the z-buffer where it lands
@@ -192,43 +199,74 @@ BORDER_FADE = 0.04  # of the tile's side: the band inside the tile's outer borde
 def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: float, sh: torch.Tensor,
                     box: tuple[float, float, float, float], size: int = 1024,
                     albedo_model: AlbedoModel | None = None) -> Texture:
-    """The face tile baked from a photo (arguments as in `unwrap`): `unwrap`, then step 4."""
+    """The face tile baked from a photo (arguments as in `unwrap`): `unwrap`, then step 4. What is skin, the fill
+    and every band but the finest are worked out at half the size; the photo's finest band is added at full size
+    wherever the photo or its mirror image gives the texel's detail."""
     albedo, seen, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
-    regions = mesh.regions(size)
-    skin = skin_weight(albedo, seen, regions, albedo_model)
-    own = seen * skin * covered
+    full = albedo.permute(2, 0, 1)  # [3, size, size]
+    w = (seen * covered)[None]
+    half = _down(full * w) / _down(w).clamp(min=1e-6)  # the seen texels' means
+    seen_h, covered_h = _down(seen[None])[0], _down(covered[None].to(w))[0] > 0.5
+    regions = mesh.regions(half.shape[-1])
+    skin = skin_weight(half.permute(1, 2, 0), seen_h, regions, albedo_model)
+    own = seen_h * skin * covered_h
+    photo_wins, mirror_wins = _winners(own)
+    hard = torch.stack([photo_wins, mirror_wins, ~photo_wins & ~mirror_wins]).to(half)
+    photo_layer = push_pull(half, own)
+    fill = _model_fill(half, own, covered_h, albedo_model)
+    levels = max(1, BLEND_LEVELS - 1 + round(np.log2(size / 1024)))
+    coarse = multiband_blend(torch.stack([photo_layer, photo_layer.flip(2), fill]), hard, levels)
+    coarse = push_pull(coarse, (~regions.openings).to(coarse))  # eyes and inner lips: the skin round them
+
+    # the full-size shares from the half-size ones eroded by a texel, so that no thin rejected line (a glasses
+    # frame, a strand of hair) comes back through the finest band
+    own_full = _up(-F.max_pool2d(-own[None], 3, 1, 1)[0], size)
+    photo_full, mirror_full = _winners(own_full)
+    detail = full - _up(photo_layer, size)  # the finest band of the photo where it is seen
+    out = _up(coarse, size) + photo_full * detail + mirror_full * detail.flip(2)
+
+    srgb = linear_to_srgb(out.permute(1, 2, 0)) * 255
+    # the band along the border fades to what the rest of the head gets (FaceResult.colour, from the centre the
+    # band does not reach)
+    tone = linear_to_srgb(torch.tensor(skin_tone(srgb.round().byte().cpu().numpy()), device=out.device)) * 255
+    srgb = tone + mesh.border_ramp(size)[..., None] * (srgb - tone)
+    source = torch.where(photo_full, 0, torch.where(mirror_full, 1, 2)).to(torch.int8)
+    return Texture(srgb.round().byte().cpu().numpy(), seen.cpu().numpy(), _up(skin, size).cpu().numpy(),
+                   source.cpu().numpy())
+
+
+def _down(x: torch.Tensor) -> torch.Tensor:
+    """[C, S, S] -> [C, ceil(S / 2), ceil(S / 2)], 2 x 2 means."""
+    return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
+
+
+def _up(x: torch.Tensor, size: int) -> torch.Tensor:
+    """[C, s, s] or [s, s] -> the same at size x size, bilinear."""
+    y = F.interpolate(x.view(-1, 1, *x.shape[-2:]) if x.dim() == 2 else x[None], size=(size, size),
+                      mode="bilinear", align_corners=False)
+    return y[0, 0] if x.dim() == 2 else y[0]
+
+
+def _winners(own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    """Which layer gives each texel its detail, [S, S] bool each: the photo, or else its mirror image (the other
+    side's own share), whichever of own, (1 - own) * mirrored and (1 - own) * (1 - mirrored) is largest; neither:
+    the albedo model."""
     mirrored = own.flip(1)
-    shares = torch.stack([own, (1 - own) * mirrored, (1 - own) * (1 - mirrored)])
-    source = shares.argmax(0)
-    hard = F.one_hot(source, 3).permute(2, 0, 1).to(albedo)  # the detail of each texel from one layer
-
-    photo_layer = push_pull(albedo.permute(2, 0, 1), own)
-    fill = _model_fill(albedo, own, mirrored, covered, albedo_model)
-    layers = torch.stack([photo_layer, photo_layer.flip(2), fill])
-    levels = max(1, BLEND_LEVELS + round(np.log2(size / 1024)))
-    out = multiband_blend(layers, hard, levels)
-    out = push_pull(out, (~regions.openings).to(out)).permute(1, 2, 0)  # eyes and inner lips: the skin round them
-
-    image = (linear_to_srgb(out) * 255).round().byte().cpu().numpy()
-    tone = torch.tensor(skin_tone(image), device=out.device)  # what the rest of the head gets (FaceResult.colour)
-    ramp = mesh.border_ramp(size)[..., None]
-    out = tone + ramp * (out - tone)
-    return Texture((linear_to_srgb(out) * 255).round().byte().cpu().numpy(), seen.cpu().numpy(),
-                   skin.cpu().numpy(), source.to(torch.int8).cpu().numpy())
+    photo = own >= (1 - own) * torch.maximum(mirrored, 1 - mirrored)
+    return photo, ~photo & (mirrored >= 0.5)
 
 
-def _model_fill(albedo: torch.Tensor, own: torch.Tensor, mirrored: torch.Tensor, covered: torch.Tensor,
+def _model_fill(albedo: torch.Tensor, own: torch.Tensor, covered: torch.Tensor,
                 albedo_model: AlbedoModel | None) -> torch.Tensor:
-    """[3, size, size] linear: the albedo model fitted to the skin the photo shows on either side (without a model,
-    the median of that skin)."""
+    """[3, S, S] linear: the albedo model fitted to the skin the photo shows on either side (without a model, the
+    median of that skin). albedo: [3, S, S]; own: [S, S] the photo's share; covered: [S, S] bool."""
+    mirrored = own.flip(1)
     both = own + (1 - own) * mirrored
-    combined = (own[..., None] * albedo + ((1 - own) * mirrored)[..., None] * albedo.flip(1)) / \
-        both[..., None].clamp(min=1e-6)
-    size = albedo.shape[0]
+    combined = (own * albedo + (1 - own) * mirrored * albedo.flip(2)) / both.clamp(min=1e-6)
+    S = albedo.shape[-1]
     if albedo_model is not None:
-        coeffs = albedo_model.fit(combined.permute(2, 0, 1), both * covered)
-        fill = F.interpolate(albedo_model(coeffs[None]), size=(size, size), mode="bilinear", align_corners=False)
-        return fill[0].clamp(0, 1)
+        coeffs = albedo_model.fit(combined, both * covered)
+        return _up(albedo_model(coeffs[None])[0], S).clamp(0, 1)
     seen = both > 0.5
-    tone = albedo[seen].median(0).values if seen.any() else albedo.new_tensor([0.55, 0.4, 0.33])
-    return tone[:, None, None].expand(3, size, size)
+    tone = albedo[:, seen].median(1).values if seen.any() else albedo.new_tensor([0.55, 0.4, 0.33])
+    return tone[:, None, None].expand(3, S, S)
