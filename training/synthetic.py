@@ -167,15 +167,15 @@ class SyntheticFaces:
     @torch.no_grad()
     def sample(self, B: int, g: torch.Generator) -> dict[str, torch.Tensor]:
         """A batch: image [B, 3, S, S] sRGB in [0, 1], and the truth: identity [B, 100], expression [B, 53],
-        texture [B, K], rotation [B, 3, 3], translation [B, 3], focal [B], sh [B, 27],
+        texture [B, k] (the albedo model's first k = texture_components), rotation [B, 3, 3], translation [B, 3],
+        focal [B], sh [B, 27],
         verts_cam [B, V, 3] metres, lm68 [B, 68, 2] and lm21 [B, 21, 2] crop pixels (0-based centres),
         vis21 [B, 21] bool (all true: the model's points are fixed vertices)."""
         device, cfg, S = self.model.mean.device, self.cfg, self.size
         identity = torch.randn(B, self.model.n_identity, generator=g, device=device)
         expression = self._expression(B, g, device)
-        texture = torch.zeros(B, self.albedo.n_components, device=device)
-        k = min(cfg.texture_components, self.albedo.n_components)
-        texture[:, :k] = cfg.texture_scale * torch.randn(B, k, generator=g, device=device)
+        k = min(cfg.texture_components, self.albedo.n_components)  # the rest are 0: left out, so any network with
+        texture = cfg.texture_scale * torch.randn(B, k, generator=g, device=device)  # k or more is compared with it
         rotation = self._pose(B, g, device)
         verts = self.model.vertices(identity, expression)
         translation = self._frame(verts, rotation, g)

@@ -52,6 +52,7 @@ from .run_log import RunLog
 from .synthetic import SyntheticFaces, SyntheticPool
 from .teacher_labels import read_labels
 
+NETWORK_TEXTURE = 60  # albedo components the network predicts unless its config says: the shipped networks' 60
 
 class RawParams(nn.Module):
     """The network as DDP wraps it: image -> parameter vector (decoding stays outside, in float32)."""
@@ -97,7 +98,7 @@ class Trainer:
         net_cfg = dict(cfg.network)
         variant = net_cfg.pop("variant")
         self.albedo = AlbedoModel.load(albedo_path).to(self.device)
-        net_cfg.setdefault("n_texture", self.albedo.n_components)
+        net_cfg.setdefault("n_texture", min(self.albedo.n_components, NETWORK_TEXTURE))
         self.net = create_network(variant, **net_cfg)
         imagenet = load_imagenet_backbone(self.net) if cfg.run.imagenet else None
         self.net = self.net.to(self.device)
