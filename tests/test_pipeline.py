@@ -66,6 +66,19 @@ def test_texture_is_skin_coloured(takeo):
     np.testing.assert_allclose(tex[:, :256].mean(), tex[:, 256:].mean(), rtol=0.15)  # mirrored fill: balanced
 
 
+def test_texture_meets_the_rest_of_the_head_without_an_edge(rec, takeo):
+    """The scalp, ears and neck outside the face tile get one skin colour (FaceResult.colour of the "head"
+    material, in glb, OBJ and Blender alike); the tile's outermost texels are that colour, so no edge shows where
+    the two meet (before the skin-only texture they were the photo's, 57 sRGB levels off on average)."""
+    from backend.io.colour import linear_to_srgb
+
+    size = takeo.texture.shape[0]
+    rim = (rec.tile_mesh.covered(size) & (rec.tile_mesh.border_ramp(size) < 0.05)).numpy()
+    head = list(takeo.material_roles).index("head")
+    tone = linear_to_srgb(np.array(takeo.colour(head))) * 255
+    assert rim.sum() > 1000 and np.abs(takeo.texture[rim] - tone).mean() < 1.5
+
+
 def test_faces_fitted_together_fit_as_each_alone(rec):
     """Batching photos through the network and the fit (reconstruct_batch) changes nothing a user sees: the
     fitted points of two faces fitted together are within a tenth of a pixel of each fitted alone (Adam steps

@@ -98,16 +98,17 @@ def test_skin_weight_rejects_hair_clothes_and_openings_not_a_colour_cast(tile_me
 
 def test_synthetic_occluders_smoke(real_model_path):
     """Three synthetic faces (frontal with a hand, turned 30 degrees both ways; hair, glasses, collar on each) at
-    texture 512: the README's benchmark in smoke size. Measured (sRGB 0-255): with this texture path leak 0.12,
-    under occluders 9.6, eyes and inner lips 4.9, seam at the edge of view 6.5, step to the head 0.4; with the one
-    before it (everything in view baked in, the hidden side mirrored, a flat head) 0.88, 68, 17, 11.3 and 57. Each
-    bound sits between the two, far enough from today's for CPU rounding, near enough to fail a regression."""
+    texture 512: the README's benchmark in smoke size. Measured (sRGB 0-255): with this texture path leak 0.10,
+    under occluders 10.9, eyes and inner lips 5.3, seam at the edge of view 6.2, step to the head 0.5, seen skin
+    4.7; with the one before it (everything in view baked in, the hidden side mirrored, a flat head) 0.83, 65, 17,
+    12.6, 57 and 5.7. Each bound sits between the two, far enough from today's for CPU rounding, near enough to
+    fail a regression."""
     from training.texture_eval import evaluate
 
     m = evaluate(faces=3, size=512, seed=0, model_path=real_model_path, log=lambda _: None)
     assert m["leak"] < 0.4
     assert m["under occluders"] < 30
     assert m["eyes and inner lips"] < 10
-    assert m["seam at the edge of view"] < 9
+    assert m["seam at the edge of view"] < 9.5
     assert m["step to the head"] < 5  # a step of 5 levels in sRGB is about what shows on a smooth surface
-    assert m["seen skin"] < 8  # what is kept is kept well (before: 6.0)
+    assert m["seen skin"] < 5.2  # what is kept is kept well

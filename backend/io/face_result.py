@@ -132,12 +132,21 @@ class FaceResult:
             raise MlafaceError(f"{where}: invalid face result: " + "; ".join(problems))
 
 
+def skin_tone_window(t: int) -> tuple[slice, slice]:
+    """The rows and columns of a T x T face texture that skin_tone reads: its centre (cheeks, nose and mouth)."""
+    return slice(t // 3, 2 * t // 3), slice(t // 4, 3 * t // 4)
+
+
 def skin_tone(texture: np.ndarray) -> tuple[float, float, float]:
-    """The linear-RGB skin tone of a face texture [T, T, 3] uint8 sRGB: the median of its centre (cheeks, nose and
-    mouth), the colour of the skin the texture does not cover (the texture's border fades to it, texture.py)."""
-    t = texture.shape[0]
-    srgb = np.median(texture[t // 3: 2 * t // 3, t // 4: 3 * t // 4].reshape(-1, 3), axis=0) / 255
-    return tuple(float(c) for c in srgb_to_linear(srgb))
+    """The linear-RGB skin tone of a face texture [T, T, 3] uint8 sRGB: the median of its skin_tone_window, the
+    colour of the skin the texture does not cover (the texture's border fades to it, texture.py)."""
+    rows, cols = skin_tone_window(texture.shape[0])
+    return median_tone(texture[rows, cols])
+
+
+def median_tone(pixels: np.ndarray) -> tuple[float, float, float]:
+    """[..., 3] uint8 sRGB -> their per-channel median, linear RGB."""
+    return tuple(float(c) for c in srgb_to_linear(np.median(pixels.reshape(-1, 3), axis=0) / 255))
 
 
 _SCALARS = {"focal": float, "texture_tile": int, "photo": str, "face_index": int, "metadata": str}

@@ -73,13 +73,16 @@ class AlbedoModel(nn.Module):
             raise MlafaceError(f"{k} texture coefficients, the albedo model has {self.n_components}")
         return self.mean + (coeffs.to(self.basis.dtype) @ self.basis[:k]).view(-1, *self.mean.shape)
 
-    def fit(self, albedo: torch.Tensor, weight: torch.Tensor) -> torch.Tensor:
-        """Coefficients [K] that best explain a partly seen albedo map: albedo [3, H, W] linear (any size, resized
-        to the model's), weight [H, W] in [0, 1] (0 = unseen); MAP estimate with the N(0, 1) prior and TEXEL_NOISE
-        per texel, so with nothing seen it is the mean."""
+    def fit(self, albedo: torch.Tensor, weight: torch.Tensor, k: int | None = None) -> torch.Tensor:
+        """Coefficients [k] (default all K) of the first k components that best explain a partly seen albedo map:
+        albedo [3, H, W] linear (any size, resized to the model's), weight [H, W] in [0, 1] (0 = unseen); MAP
+        estimate with the N(0, 1) prior and TEXEL_NOISE per texel, so with nothing seen it is the mean. The cost
+        grows with k squared."""
         S = self.size
         a = F.interpolate(albedo[None].float(), size=(S, S), mode="area")[0]
         w = F.interpolate(weight[None, None].float(), size=(S, S), mode="area")[0, 0].reshape(-1).repeat(3)
-        bw = self.basis * w
-        lhs = bw @ self.basis.T + TEXEL_NOISE ** 2 * torch.eye(self.n_components, device=w.device)
-        return torch.linalg.solve(lhs, bw @ (a - self.mean).reshape(-1))
+        seen = torch.nonzero(w).squeeze(1)  # unseen texels add nothing: left out, the products are smaller
+        basis = self.basis[:k, seen]
+        bw = basis * w[seen]
+        lhs = bw @ basis.T + TEXEL_NOISE ** 2 * torch.eye(len(basis), device=w.device)
+        return torch.linalg.solve(lhs, bw @ (a - self.mean).reshape(-1)[seen])

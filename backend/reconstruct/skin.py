@@ -45,6 +45,7 @@ CHROMA_SIGMAS, CHROMA_FLOOR = 3.0, 0.08  # chroma: how many robust sigmas it may
 MONOCHROME = 0.01  # log units: reliable skin whose chroma spreads less is from a grey-scale or toned photo
 SKIN_DISTANCE = (1.0, 1.4)  # the tolerances' combined multiple: skin below the first, not skin above the second
 MIN_RELIABLE = 0.002  # share of the tile's texels: fewer reliable ones seen and the colour test is not made
+EXPECTED_COMPONENTS = 60  # of the albedo model, fitted to the reliable skin: the colours expected elsewhere
 LOG_OFFSET = 0.02  # linear RGB added before the log (dark texels do not blow up)
 
 
@@ -70,11 +71,10 @@ def _lines(landmark_uv: np.ndarray, lines, size: int, width: int) -> np.ndarray:
 
 
 def _grow(mask: torch.Tensor, texels: int) -> torch.Tensor:
-    """[H, W] bool or float in [0, 1], widened by `texels` in every direction (a max filter); same dtype."""
-    x = mask.float()
-    if texels >= 1:
-        x = F.max_pool2d(x[None, None], 2 * texels + 1, 1, texels)[0, 0]
-    return x > 0.5 if mask.dtype == torch.bool else x
+    """[H, W] bool widened by `texels` in every direction."""
+    if texels < 1:
+        return mask
+    return F.max_pool2d(mask[None, None].float(), 2 * texels + 1, 1, texels)[0, 0] > 0.5
 
 
 @dataclass(frozen=True)
@@ -122,7 +122,7 @@ def skin_weight(albedo: torch.Tensor, seen: torch.Tensor, regions: TileRegions,
     raw_chroma = residual[reliable][:, 1:]
     monochrome = bool((1.4826 * (raw_chroma - raw_chroma.median(0).values).abs().median(0).values < MONOCHROME).all())
     if albedo_model is not None:
-        coeffs = albedo_model.fit(albedo.permute(2, 0, 1), reliable.float())
+        coeffs = albedo_model.fit(albedo.permute(2, 0, 1), reliable.float(), EXPECTED_COMPONENTS)
         expected = F.interpolate(albedo_model(coeffs[None]), size=(size, size), mode="bilinear",
                                  align_corners=False)[0].permute(1, 2, 0).clamp(0, 1)
         residual = residual - _log_colour(expected)

@@ -29,7 +29,7 @@ from scipy import ndimage
 
 from ..detect.align import crop_from_box
 from ..io.colour import linear_to_srgb, srgb_to_linear
-from ..io.face_result import skin_tone
+from ..io.face_result import median_tone, skin_tone_window
 from ..io.model_file import FaceModelData
 from ..io.parts import ROLES
 from ..model.albedo_model import AlbedoModel
@@ -117,6 +117,11 @@ class TileMesh:
             return Texels(size, index, interpolation)
         return self._kept("texels", size, make)
 
+    def covered(self, size: int) -> torch.Tensor:
+        """[size, size] bool: the texels inside the tile's triangles, kept."""
+        return self._kept("covered", size, lambda: self.texels(size).scatter(
+            torch.ones(len(self.texels(size).index), device=self.skin.device)).bool())
+
     def regions(self, size: int) -> TileRegions:
         """The eye, mouth and reliable-skin masks at size x size (skin.py), kept."""
         return self._kept("regions", size, lambda: TileRegions.build(self.landmark_uv, size, self.skin.device))
@@ -125,7 +130,7 @@ class TileMesh:
         """[size, size] float32: 0 outside the tile's outer border, rising smoothly to 1 at BORDER_FADE inside it
         (holes of the tile, the eye and mouth openings, are inside), kept."""
         def make():
-            covered = self.texels(size).scatter(torch.ones(len(self.texels(size).index))).numpy() > 0
+            covered = self.covered(size).cpu().numpy()
             inside = ndimage.distance_transform_edt(ndimage.binary_fill_holes(covered))
             t = np.clip(inside / (BORDER_FADE * size), 0, 1)
             return torch.from_numpy((t * t * (3 - 2 * t)).astype(np.float32)).to(self.skin.device)
@@ -176,7 +181,7 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
     image = torch.from_numpy(window.image).to(device).permute(2, 0, 1).float()[None] / 255
     colour = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
     albedo = (srgb_to_linear(colour) / shading).clamp(0, 1)
-    return texels.scatter(albedo), texels.scatter(weight), texels.scatter(torch.ones_like(weight)).bool()
+    return texels.scatter(albedo), texels.scatter(weight), mesh.covered(size)
 
 
 @dataclass(frozen=True)
@@ -225,11 +230,13 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, 
     detail = full - _up(photo_layer, size)  # the finest band of the photo where it is seen
     out = _up(coarse, size) + photo_full * detail + mirror_full * detail.flip(2)
 
+    # the band along the border fades to what the rest of the head gets: FaceResult.colour, the median of the
+    # texture's centre (skin_tone), which the band does not reach, so it is known before the fade
     srgb = linear_to_srgb(out.permute(1, 2, 0)) * 255
-    # the band along the border fades to what the rest of the head gets (FaceResult.colour, from the centre the
-    # band does not reach)
-    tone = linear_to_srgb(torch.tensor(skin_tone(srgb.round().byte().cpu().numpy()), device=out.device)) * 255
-    srgb = tone + mesh.border_ramp(size)[..., None] * (srgb - tone)
+    rows, cols = skin_tone_window(size)
+    tone = linear_to_srgb(srgb.new_tensor(median_tone(srgb[rows, cols].round().byte().cpu().numpy()))) * 255
+    ramp = mesh.border_ramp(size)[..., None]
+    srgb = torch.where(ramp < 1, tone + ramp * (srgb - tone), srgb)  # (an even fade in sRGB)
     source = torch.where(photo_full, 0, torch.where(mirror_full, 1, 2)).to(torch.int8)
     return Texture(srgb.round().byte().cpu().numpy(), seen.cpu().numpy(), _up(skin, size).cpu().numpy(),
                    source.cpu().numpy())
