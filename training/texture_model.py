@@ -3,8 +3,8 @@
     python -m training.texture_model ../shared/data/aflw-crops -o backend/weights/albedo_model.npz \
         [--count 2000] [--cache unwrapped.npz]
 
-1. Fit the face model to each crop's visible AFLW points (backend.reconstruct.fitting, landmark set "aflw21", with the
-   photometric term so the SH light is estimated against a constant albedo); drop fits that stay far off.
+1. Fit the face model to each crop's visible AFLW points (backend.reconstruct.fitting, landmark set "aflw21"; the SH
+   light solved afterwards against the skin, solve_light); drop fits that stay far off.
 2. Unwrap each crop into the face tile (backend.reconstruct.texture.unwrap): z-buffer visibility, grazing-angle
    fading, SH shading divided out (de-lighting), and only what is skin (backend.reconstruct.skin, judged against
    the albedo model given by --prior, default the shipped one): no hair, glasses, clothes or background, so the
