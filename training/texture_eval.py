@@ -44,8 +44,7 @@ from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
 from backend.model.pose import euler_to_matrix
 from backend.model.store import resolve_model_path
-from backend.reconstruct.skin import TileRegions
-from backend.reconstruct.texture import TileMesh, extract_texture, unwrap
+from backend.reconstruct.texture import Texture, TileMesh, extract_texture
 from backend.render.camera import project, to_camera, to_landmark_pixels
 from backend.render.head import HeadRenderer
 from backend.render.shading import ambient_sh
@@ -58,7 +57,6 @@ TRUTH_SIZE = 1024  # texels of the true albedo map
 DETAIL = 0.06  # log units: the fine detail's strength
 BORDER = 0.04  # of the tile's side
 SEAM_SCALE = 5  # texels: the error is smoothed over this before its step across an edge is taken
-REGIONS = ("seen skin", "under occluders", "hidden side", "eyes and inner lips", "tile border band")
 
 
 def _noise(g: torch.Generator, size: int, cells: int) -> torch.Tensor:
@@ -151,15 +149,13 @@ def _srgb255(linear: torch.Tensor) -> np.ndarray:
     return linear_to_srgb(linear.clamp(0, 1)).numpy() * 255
 
 
-def measure(face: dict, baked: np.ndarray, mesh: TileMesh, regions: TileRegions, size: int) -> dict:
-    """The figures of one face (module docstring); baked: [size, size, 3] uint8."""
+def measure(face: dict, texture: Texture, mesh: TileMesh, size: int) -> dict:
+    """The figures of one face (module docstring); texture: its bake at size x size."""
     photo, cam = face["photo"], face["cam"]
-    box = landmark_box(face["landmarks"])
-    _, seen, covered = unwrap(photo, cam, mesh, FOCAL, face["sh"], box, size)
-    seen, covered = seen.numpy(), covered.numpy()
+    seen, covered = texture.seen, mesh.covered(size).numpy()
     truth = F.interpolate(face["truth"][None], size=(size, size), mode="area")[0].permute(1, 2, 0)
     truth = _srgb255(truth)
-    baked = baked.astype(np.float32)
+    baked = texture.image.astype(np.float32)
     texels = mesh.texels(size)
     where = texels.gather(project(cam[None], FOCAL, (PHOTO, PHOTO))[0, :, :2]).numpy()
     px = np.clip(np.floor(where).astype(int), 0, PHOTO - 1)
@@ -169,7 +165,7 @@ def measure(face: dict, baked: np.ndarray, mesh: TileMesh, regions: TileRegions,
     photo_colour[texels.index.numpy()] = photo[px[:, 1], px[:, 0]]
     under, photo_colour = under.reshape(size, size), photo_colour.reshape(size, size, 3)
 
-    openings = regions.openings.numpy()
+    openings = mesh.regions(size).openings.numpy()
     outer = ndimage.binary_fill_holes(covered)
     inside = ndimage.distance_transform_edt(outer)
     band = covered & (inside <= BORDER * size)
@@ -201,19 +197,18 @@ def evaluate(faces: int, size: int, seed: int, model_path=None, truth_albedo=Non
     data = read_model(resolve_model_path(model_path))
     model, renderer, mesh = FaceModel.from_data(data), HeadRenderer(data), TileMesh.from_data(data)
     albedo, truth_model = AlbedoModel.load(), AlbedoModel.load(truth_albedo)
-    regions = mesh.regions(size)
     rows, sheet = [], []
     for i in range(faces):
         with torch.no_grad():
             face = synthetic_face(model, renderer, truth_model, i, seed)
-            baked = extract_texture(face["photo"], face["cam"], mesh, FOCAL, face["sh"],
-                                    landmark_box(face["landmarks"]), size, albedo).image
-        rows.append(measure(face, baked, mesh, regions, size))
+            texture = extract_texture(face["photo"], face["cam"], mesh, FOCAL, face["sh"],
+                                      landmark_box(face["landmarks"]), size, albedo)
+        rows.append(measure(face, texture, mesh, size))
         log(f"face {i} (yaw {YAWS[(i // 2) % len(YAWS)]:.0f}): "
             + ", ".join(f"{k} {v:.3g}" for k, v in rows[-1].items()))
         if out is not None and i < 6:
             truth = _srgb255(face["truth"].permute(1, 2, 0)).round().astype(np.uint8)
-            sheet.append([face["photo"], truth, baked])
+            sheet.append([face["photo"], truth, texture.image])
             out.mkdir(parents=True, exist_ok=True)
             Image.fromarray(face["photo"]).save(out / f"face_{i}.png")
     summary = {k: float(np.nanmean([r[k] for r in rows])) for k in rows[0]}
