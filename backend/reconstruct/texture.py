@@ -36,7 +36,7 @@ from ..model.albedo_model import AlbedoModel
 from ..render.camera import crop_camera, project
 from ..render.raster import Fragments, rasterize
 from ..render.shading import irradiance, vertex_normals
-from .fill import multiband_blend, push_pull
+from .fill import down, multiband_blend, push_pull, up
 from .skin import TileRegions, skin_weight
 
 FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
@@ -210,8 +210,8 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, 
     albedo, seen, covered = unwrap(photo, cam_verts, mesh, focal, sh, box, size)
     full = albedo.permute(2, 0, 1)  # [3, size, size]
     w = (seen * covered)[None]
-    half = _down(full * w) / _down(w).clamp(min=1e-6)  # the seen texels' means
-    seen_h, covered_h = _down(seen[None])[0], _down(covered[None].to(w))[0] > 0.5
+    half = down(full * w) / down(w).clamp(min=1e-6)  # the seen texels' means
+    seen_h, covered_h = down(seen), down(covered.to(w)) > 0.5
     regions = mesh.regions(half.shape[-1])
     skin = skin_weight(half.permute(1, 2, 0), seen_h, regions, albedo_model)
     own = seen_h * skin * covered_h
@@ -225,10 +225,10 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, 
 
     # the full-size shares from the half-size ones eroded by a texel, so that no thin rejected line (a glasses
     # frame, a strand of hair) comes back through the finest band
-    own_full = _up(-F.max_pool2d(-own[None], 3, 1, 1)[0], size)
+    own_full = up(-F.max_pool2d(-own[None], 3, 1, 1)[0], (size, size))
     photo_full, mirror_full = _winners(own_full)
-    detail = full - _up(photo_layer, size)  # the finest band of the photo where it is seen
-    out = _up(coarse, size) + photo_full * detail + mirror_full * detail.flip(2)
+    detail = full - up(photo_layer, (size, size))  # the finest band of the photo where it is seen
+    out = up(coarse, (size, size)) + photo_full * detail + mirror_full * detail.flip(2)
 
     # the band along the border fades to what the rest of the head gets: FaceResult.colour, the median of the
     # texture's centre (skin_tone), which the band does not reach, so it is known before the fade
@@ -238,20 +238,8 @@ def extract_texture(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, 
     ramp = mesh.border_ramp(size)[..., None]
     srgb = torch.where(ramp < 1, tone + ramp * (srgb - tone), srgb)  # (an even fade in sRGB)
     source = torch.where(photo_full, 0, torch.where(mirror_full, 1, 2)).to(torch.int8)
-    return Texture(srgb.round().byte().cpu().numpy(), seen.cpu().numpy(), _up(skin, size).cpu().numpy(),
+    return Texture(srgb.round().byte().cpu().numpy(), seen.cpu().numpy(), up(skin, (size, size)).cpu().numpy(),
                    source.cpu().numpy())
-
-
-def _down(x: torch.Tensor) -> torch.Tensor:
-    """[C, S, S] -> [C, ceil(S / 2), ceil(S / 2)], 2 x 2 means."""
-    return F.avg_pool2d(x[None], 2, ceil_mode=True)[0]
-
-
-def _up(x: torch.Tensor, size: int) -> torch.Tensor:
-    """[C, s, s] or [s, s] -> the same at size x size, bilinear."""
-    y = F.interpolate(x.view(-1, 1, *x.shape[-2:]) if x.dim() == 2 else x[None], size=(size, size),
-                      mode="bilinear", align_corners=False)
-    return y[0, 0] if x.dim() == 2 else y[0]
 
 
 def _winners(own: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -273,7 +261,7 @@ def _model_fill(albedo: torch.Tensor, own: torch.Tensor, covered: torch.Tensor,
     S = albedo.shape[-1]
     if albedo_model is not None:
         coeffs = albedo_model.fit(combined, both * covered)
-        return _up(albedo_model(coeffs[None])[0], S).clamp(0, 1)
+        return up(albedo_model(coeffs[None])[0], (S, S)).clamp(0, 1)
     seen = both > 0.5
     tone = albedo[:, seen].median(1).values if seen.any() else albedo.new_tensor([0.55, 0.4, 0.33])
     return tone[:, None, None].expand(3, S, S)
