@@ -38,6 +38,7 @@ from scipy import ndimage
 
 from backend.detect.align import landmark_box
 from backend.io.colour import linear_to_srgb
+from backend.io.errors import MlafaceError
 from backend.io.face_result import skin_tone
 from backend.io.model_file import read_model
 from backend.model.albedo_model import AlbedoModel
@@ -235,8 +236,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--out", type=Path, help="write texture_eval.json, a sheet of faces (photo | truth | baked) and "
                    "the first six photos (face_I.png)")
     args = p.parse_args(argv)
-    summary = evaluate(args.faces, args.size, args.seed, args.model, args.truth_albedo, args.out,
-                       log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        summary = evaluate(args.faces, args.size, args.seed, args.model, args.truth_albedo, args.out,
+                           log=lambda m: print(m, file=sys.stderr, flush=True))
+    except MlafaceError as e:
+        print(f"texture_eval: error: {e}", file=sys.stderr)
+        return 1
     print(f"{args.faces} synthetic faces, texture {args.size}: sRGB 0-255 error by region, leak, seams")
     for k, v in summary.items():
         print(f"  {k:28s} {v:8.3f}")

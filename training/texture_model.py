@@ -31,6 +31,7 @@ import numpy as np
 import torch
 
 from backend.detect.align import landmark_box
+from backend.io.errors import MlafaceError
 from backend.io.model_file import read_model
 from backend.model.albedo_model import SHIPPED, AlbedoModel, write_albedo_model
 from backend.model.face_model import FaceModel
@@ -200,9 +201,13 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     torch.manual_seed(args.seed)
     start = time.perf_counter()
-    prior = AlbedoModel.load(args.prior) if args.prior or SHIPPED.is_file() else None
-    info = build(args.crops, args.output, args.count, args.size, args.seed, prior, args.model, args.cache,
-                 log=lambda m: print(m, file=sys.stderr, flush=True))
+    try:
+        prior = AlbedoModel.load(args.prior) if args.prior or SHIPPED.is_file() else None
+        info = build(args.crops, args.output, args.count, args.size, args.seed, prior, args.model, args.cache,
+                     log=lambda m: print(m, file=sys.stderr, flush=True))
+    except MlafaceError as e:
+        print(f"texture_model: error: {e}", file=sys.stderr)
+        return 1
     print(f"wrote {args.output}: {info['faces']} faces, K = {info['k']}, explains {info['explained']:.1%} of the "
           f"seen variance ({time.perf_counter() - start:.0f} s)")
     return 0
