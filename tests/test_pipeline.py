@@ -12,6 +12,7 @@ import pytest
 import torch
 from conftest import MLAFACE, SHARED_DATA
 from PIL import Image
+from scipy import ndimage
 
 from backend.io.errors import MlafaceError
 from backend.io.face_result import FORMAT_VERSION, read_result, write_result
@@ -77,6 +78,35 @@ def test_texture_meets_the_rest_of_the_head_without_an_edge(rec, takeo):
     head = list(takeo.material_roles).index("head")
     tone = linear_to_srgb(np.array(takeo.colour(head))) * 255
     assert rim.sum() > 1000 and np.abs(takeo.texture[rim] - tone).mean() < 1.5
+
+
+def test_texels_beyond_the_photo_edge_are_unseen(rec, monkeypatch):
+    """A face cut by the photo's edge: the texels that land beyond it are unseen (weight 0, then filled), not the
+    black of an empty crop; the rest is seen as in the whole photo. The photo is cut the same on both sides, so
+    its centre, the camera's principal point, stays where it was."""
+    from backend.reconstruct import pipeline, texture
+
+    calls = []
+
+    def capture(*args, **kwargs):
+        calls.append(args)
+        return texture.extract_texture(*args, **kwargs)
+
+    monkeypatch.setattr(pipeline, "extract_texture", capture)
+    rec.reconstruct(FACES / "takeo.ppm")
+    photo, cam, mesh, focal, sh, box = calls[0][:6]
+    c = int(box[0] + 0.25 * (box[2] - box[0]))  # through the left cheek
+    cut = np.ascontiguousarray(photo[:, c:photo.shape[1] - c])
+    whole, seen_whole, _ = texture.unwrap(photo, cam, mesh, focal, sh, box, 256)
+    part, seen_part, _ = texture.unwrap(cut, cam, mesh, focal, sh, (box[0] - c, box[1], box[2] - c, box[3]), 256)
+    lost = (seen_whole > 0.5) & (seen_part == 0)
+    assert lost.sum() > 0.1 * (seen_whole > 0.5).sum()  # the cut took a good part of the face
+    black = (seen_part > 0) & (part.sum(-1) < 0.01) & (whole.sum(-1) > 0.1)
+    assert black.sum() == 0
+    kept = seen_part > 0
+    np.testing.assert_allclose(seen_part[kept], seen_whole[kept], atol=1e-5)
+    inner = torch.from_numpy(ndimage.binary_erosion(kept.numpy(), iterations=3))  # off the cut's own pixel
+    assert inner.sum() > 0.5 * kept.sum() and (whole[inner] - part[inner]).abs().max() < 1e-4
 
 
 def test_faces_fitted_together_fit_as_each_alone(rec):

@@ -98,9 +98,9 @@ def test_skin_weight_rejects_hair_clothes_and_openings_not_a_colour_cast(tile_me
 
 def test_synthetic_occluders_smoke(real_model_path):
     """Three synthetic faces (frontal with a hand, turned 30 degrees both ways; hair, glasses, collar on each) at
-    texture 512: the README's benchmark in smoke size. Measured (sRGB 0-255): with this texture path leak 0.10,
-    under occluders 10.9, eyes and inner lips 5.3, seam at the edge of view 6.2, step to the head 0.5, seen skin
-    4.7; with the one before it (everything in view baked in, the hidden side mirrored, a flat head) 0.83, 65, 17,
+    texture 512: the README's benchmark in smoke size. Measured (sRGB 0-255): with this texture path leak 0.11,
+    under occluders 10.7, eyes and inner lips 5.4, seam at the edge of view 6.6, step to the head 0.5, seen skin
+    4.9; with the one before it (everything in view baked in, the hidden side mirrored, a flat head) 0.83, 65, 17,
     12.6, 57 and 5.7. Each bound sits between the two, far enough from today's for CPU rounding, near enough to
     fail a regression."""
     from training.texture_eval import evaluate

@@ -75,27 +75,36 @@ def similarity(src: np.ndarray, dst: np.ndarray) -> np.ndarray:
     return np.hstack([scale * rot, (dst_mean - scale * rot @ src_mean)[:, None]])
 
 
-def warp(image: np.ndarray, to_photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
-    """Resample image [H, W, 3] uint8 into an [h, w, 3] crop whose pixel (x, y) shows photo point
-    to_photo @ (x, y, 1); bilinear, black outside the photo, antialiased when shrinking. Only the part of the
-    photo under the crop is touched, so huge photos are cheap."""
+def photo_region(image: np.ndarray, to_photo: np.ndarray, size: tuple[int, int]) -> tuple[np.ndarray, np.ndarray]:
+    """The part of image [H, W, 3] uint8 under an [h, w] crop whose pixel (x, y) shows photo point
+    to_photo @ (x, y, 1), box-filtered when the crop shrinks the photo (so that bilinear sampling does not alias):
+    -> region [h', w', 3] uint8 (empty where the crop misses the photo) and the [2, 3] map from crop pixels to
+    region pixels. Only that part of the photo is touched, so huge photos are cheap."""
     h, w = size
     corners = np.array([[0, 0], [w - 1, 0], [0, h - 1], [w - 1, h - 1]], dtype=np.float64)
     photo = corners @ to_photo[:, :2].T + to_photo[:, 2]
     x0, y0 = np.maximum(np.floor(photo.min(0)).astype(int) - 2, 0)
     x1, y1 = np.minimum(np.ceil(photo.max(0)).astype(int) + 3, [image.shape[1], image.shape[0]])
-    if x1 <= x0 or y1 <= y0:
-        return np.zeros((h, w, 3), dtype=np.uint8)
-    region = image[y0:y1, x0:x1]
+    region = image[y0:max(y0, y1), x0:max(x0, x1)]
     m = to_photo.copy()
     m[:, 2] -= (x0, y0)
     shrink = np.sqrt(abs(np.linalg.det(m[:, :2])))  # photo pixels per crop pixel
-    if shrink > 1.5:  # box-filter the region first so that bilinear sampling does not alias
+    if shrink > 1.5 and region.size:
         rw, rh = max(1, round(region.shape[1] / shrink)), max(1, round(region.shape[0] / shrink))
         fx, fy = region.shape[1] / rw, region.shape[0] / rh
         region = np.asarray(Image.fromarray(region).resize((rw, rh), Image.Resampling.BOX))
         m = np.diag([1 / fx, 1 / fy]) @ m
         m[:, 2] += (0.5 / fx - 0.5, 0.5 / fy - 0.5)
+    return region, m
+
+
+def warp(image: np.ndarray, to_photo: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    """Resample image [H, W, 3] uint8 into an [h, w, 3] crop whose pixel (x, y) shows photo point
+    to_photo @ (x, y, 1); bilinear, black outside the photo, antialiased when shrinking (photo_region)."""
+    h, w = size
+    region, m = photo_region(image, to_photo, size)
+    if not region.size:
+        return np.zeros((h, w, 3), dtype=np.uint8)
     ys, xs = np.mgrid[0:h, 0:w].astype(np.float64)
     px = xs * m[0, 0] + ys * m[0, 1] + m[0, 2]
     py = xs * m[1, 0] + ys * m[1, 1] + m[1, 2]
@@ -118,6 +127,12 @@ def align_face(image: np.ndarray, landmarks68: np.ndarray, size: int = 224) -> C
 def crop_from_box(image: np.ndarray, box: tuple[float, float, float, float], size: int = 224,
                   scale: float = np.sqrt(2)) -> Crop:
     """An axis-aligned square crop centred on box (x0, y0, x1, y1), side scale * max(box width, height)."""
+    to_photo = box_map(box, size, scale)
+    return Crop(warp(image, to_photo, (size, size)), to_photo, invert(to_photo))
+
+
+def box_map(box: tuple[float, float, float, float], size: int, scale: float) -> np.ndarray:
+    """The [2, 3] map from the pixels of `crop_from_box`'s size x size crop to photo pixels."""
     x0, y0, x1, y1 = box
     side = scale * max(x1 - x0, y1 - y0)
     if not side > 0:
@@ -125,8 +140,7 @@ def crop_from_box(image: np.ndarray, box: tuple[float, float, float, float], siz
     f = side / size
     cx, cy = (x0 + x1) / 2, (y0 + y1) / 2
     # crop pixel centre (x + 0.5) / size of the way across the square
-    to_photo = np.array([[f, 0, cx - side / 2 + 0.5 * f], [0, f, cy - side / 2 + 0.5 * f]])
-    return Crop(warp(image, to_photo, (size, size)), to_photo, invert(to_photo))
+    return np.array([[f, 0, cx - side / 2 + 0.5 * f], [0, f, cy - side / 2 + 0.5 * f]])
 
 
 # Where the 68 points sit in the dlib provider's face box (scripts/detector_framing.py, medians over 95 faces of

@@ -3,9 +3,10 @@
 For every texel of the face-skin tile (UDIM 1001; the tile is mirror-symmetric, u <-> 1 - u, on ICT-FaceKit):
 1. find its surface point by rasterizing the skin triangles in UV space (backend.render, once per size and
    process: `TileMesh.texels`); the rest works on the covered texels alone;
-2. project the point into a window of the photo around the face; it counts where it lies inside the window and
-   the z-buffer of the head rendered into a VISIBILITY_SIZE square over that window sees it, faded towards
-   grazing angles (n . view from FADE to 1);
+2. project the point into a window of the photo around the face; it counts where it lies inside the window and the
+   photo and the z-buffer of the head rendered into a VISIBILITY_SIZE square over that window sees it, faded
+   towards grazing angles (n . view from FADE to 1); its colour is sampled once, bilinearly, from the photo's
+   pixels under the window (box-filtered when the window shrinks them), in linear RGB;
 3. divide out the fitted SH shading (in linear RGB; the cosine and the irradiance are taken per vertex and
    interpolated) to get albedo;
 4. keep what is skin (skin.py: not the eye openings or the inside of the lips, and of the colour the photo's own
@@ -27,7 +28,7 @@ import torch
 import torch.nn.functional as F
 from scipy import ndimage
 
-from ..detect.align import crop_from_box
+from ..detect.align import box_map, photo_region
 from ..io.colour import linear_to_srgb, srgb_to_linear
 from ..io.face_result import median_tone, skin_tone_window
 from ..io.model_file import FaceModelData
@@ -42,6 +43,7 @@ from .skin import TileRegions, skin_weight
 FADE = (0.15, 0.5)  # cosine of the viewing angle: no weight below the first, full weight above the second
 DEPTH_TOLERANCE = 0.004  # metres between a texel's depth and the z-buffer for it to count as seen
 VISIBILITY_SIZE = 320  # the z-buffer's side: about 1 mm a pixel over the window around a face, at any texture size
+LINEAR = srgb_to_linear(np.arange(256, dtype=np.float32) / 255)  # [256] linear RGB of each 8-bit sRGB value
 
 
 @dataclass(frozen=True)
@@ -156,12 +158,14 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
     """
     device, triangles = cam_verts.device, mesh.triangles
     texels = mesh.texels(size)
-    window = crop_from_box(photo, box, size=size, scale=1.8)
-    k, centre = crop_camera(photo.shape[:2], window.to_photo)
+    to_photo = box_map(box, size, scale=1.8)  # the window: its pixels -> photo pixels
+    k, centre = crop_camera(photo.shape[:2], to_photo)
     principal = torch.tensor([centre], dtype=torch.float32, device=device)
     screen = project(cam_verts[None], focal / k, (size, size), principal)  # window pixels
     zoom = VISIBILITY_SIZE / size
-    zbuf = rasterize(screen * screen.new_tensor([zoom, zoom, 1]), triangles, (VISIBILITY_SIZE,) * 2).depth
+    # (the nearest surface of the closed head faces the camera: back faces cannot hide a texel, so are not drawn)
+    zbuf = rasterize(screen * screen.new_tensor([zoom, zoom, 1]), triangles, (VISIBILITY_SIZE,) * 2,
+                     cull_backfaces=True).depth
 
     # per vertex, then interpolated once: window position and depth, the grazing cosine and the SH irradiance
     # (smooth at the scale of a triangle, so per vertex loses nothing visible)
@@ -174,13 +178,21 @@ def unwrap(photo: np.ndarray, cam_verts: torch.Tensor, mesh: TileMesh, focal: fl
     # visibility: the texel's depth against the z-buffer where it lands
     grid = (where[None, None, :, :2] / size * 2 - 1)  # [1, 1, N, 2]
     seen_depth = F.grid_sample(zbuf[:, None], grid, mode="nearest", padding_mode="border", align_corners=False)
-    inside = (grid[0, 0].abs() <= 1).all(-1)  # the window shows it
-    visible = inside & (where[:, 2] <= seen_depth[0, 0, 0] + DEPTH_TOLERANCE)
-    weight = visible * ((cosine - FADE[0]) / (FADE[1] - FADE[0])).clamp(0, 1)
+    visible = where[:, 2] <= seen_depth[0, 0, 0] + DEPTH_TOLERANCE
 
-    image = torch.from_numpy(window.image).to(device).permute(2, 0, 1).float()[None] / 255
-    colour = F.grid_sample(image, grid, mode="bilinear", padding_mode="border", align_corners=False)[0, :, 0].T
-    albedo = (srgb_to_linear(colour) / shading).clamp(0, 1)
+    # the colour, sampled once from the photo (the part under the window, in linear RGB) where the photo shows it
+    region, to_region = photo_region(photo, to_photo, (size, size))
+    if not region.size:  # the window misses the photo: nothing seen
+        nothing = where.new_zeros(len(where))
+        return texels.scatter(nothing[:, None].expand(-1, 3)), texels.scatter(nothing), mesh.covered(size)
+    m = torch.from_numpy(to_region).to(where)
+    at = (where[:, :2] @ m[:, :2].T + m[:, 2]) * 2 + 1  # region pixels, then in grid_sample's -1..1
+    at = at / at.new_tensor([region.shape[1], region.shape[0]]) - 1
+    inside = (grid[0, 0].abs() <= 1).all(-1) & (at.abs() <= 1).all(-1)  # in the window, and in the photo
+    weight = (visible & inside) * ((cosine - FADE[0]) / (FADE[1] - FADE[0])).clamp(0, 1)
+    image = torch.from_numpy(LINEAR[region]).to(device).permute(2, 0, 1)[None]
+    colour = F.grid_sample(image, at[None, None], mode="bilinear", padding_mode="border", align_corners=False)
+    albedo = (colour[0, :, 0].T / shading).clamp(0, 1)
     return texels.scatter(albedo), texels.scatter(weight), mesh.covered(size)
 
 
