@@ -1,7 +1,8 @@
 """What `mlaface reconstruct` and `mlaface animate` cost on this machine, at default settings.
 
 1. Per photo (the sample photos, one at a time, after one warm-up): seconds by stage (detect + landmarks,
-   network, fit, texture, npz, glb) and the total of them, "all in"; their medians.
+   network, fit, texture; writing the npz alone, the glb alone, and "files": both as `mlaface reconstruct` writes
+   them, batch.write_outputs) and the total of detect to files, "all in"; their medians.
 2. A batch: `reconstruct_batch` over --batch photos of --batch-folder into npz + glb: photos/s.
 3. Memory: peak resident memory, and with --memory-photos N the resident memory through a batch of N photos
    (the folder's photos again and again): it should stay flat.
@@ -29,10 +30,10 @@ import numpy as np
 from backend.io.face_result import write_result
 from backend.io.gltf import write_glb
 from backend.io.images import find_photos
-from backend.reconstruct.batch import reconstruct_batch
+from backend.reconstruct.batch import reconstruct_batch, write_outputs
 from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
-STAGES = ("detect", "network", "fit", "texture", "npz", "glb")
+STAGES = ("detect", "network", "fit", "texture", "npz", "glb", "files")
 
 
 def resident_mb() -> float:
@@ -52,16 +53,18 @@ def per_photo(rec: Reconstructor, photos: list[Path], out: Path) -> None:
         result = rec.reconstruct(photo)[0]
         s = result.meta["seconds"]
         row = [s["detect"], s["network"], s["fit"], s["texture"]]
-        start = time.perf_counter()
-        write_result(out / "a.npz", result)
-        row.append(time.perf_counter() - start)
-        start = time.perf_counter()
-        write_glb(result, out / "a.glb")
-        row.append(time.perf_counter() - start)
+        for write, args in ((write_result, (out / "a.npz", result)), (write_glb, (result, out / "a.glb")),
+                            (write_outputs, (result, out, "b", ["npz", "glb"]))):
+            start = time.perf_counter()
+            write(*args)
+            row.append(time.perf_counter() - start)
         rows.append(row)
-        print(f"{photo.name[:18]:18s}" + "".join(f"{v:8.3f}s" for v in row) + f"{sum(row):8.3f}s")
+        total = sum(row[:4]) + row[-1]
+        print(f"{photo.name[:18]:18s}" + "".join(f"{v:8.3f}s" for v in row) + f"{total:8.3f}s")
+    rows = np.array(rows)
     print(f"{'median':18s}" + "".join(f"{v:8.3f}s" for v in np.median(rows, 0)) +
-          f"{float(np.median(np.sum(rows, 1))):8.3f}s  (all in: npz + glb + texture {rec.options.texture_size})")
+          f"{float(np.median(rows[:, :4].sum(1) + rows[:, -1])):8.3f}s  (all in: detect to files, "
+          f"texture {rec.options.texture_size})")
 
 
 def batch(rec: Reconstructor, photos: list[Path], out: Path, track_memory: bool = False) -> None:

@@ -100,6 +100,30 @@ def test_several_faces_largest_first(dlib_provider):
     assert len(detect_faces(dlib_provider, load_image(FACES / "breakingbad.jpg"), "bb", all_faces=False)) == 1
 
 
+def test_largest_face_alone_is_looked_for_on_a_coarse_copy(dlib_provider, monkeypatch):
+    """With only the largest face wanted (`mlaface reconstruct` without --all-faces) a photo larger than
+    COARSE_SIDE is searched on a copy that size first: breakingbad's larger face (350 px) is found there and no
+    finer search runs; einstein's face (86 px, 43 on the coarse copy) is too small there, so the full search
+    decides. Either way it is the face the full search ranks largest, with landmarks as good against the
+    annotation."""
+    if not FACES.is_dir():
+        pytest.skip(f"{FACES} is absent")
+    from backend.detect.landmarks import COARSE_SIDE, DETECT_MAX_SIDE, DlibProvider
+
+    sides = []
+    search = DlibProvider._hog
+    monkeypatch.setattr(DlibProvider, "_hog", lambda self, image, side: sides.append(side) or search(self, image, side))
+    for photo, searched in (("breakingbad.jpg", [COARSE_SIDE]), ("einstein.jpg", [COARSE_SIDE, DETECT_MAX_SIDE])):
+        image = load_image(FACES / photo)
+        every = detect_faces(dlib_provider, image, photo)[0]
+        sides.clear()
+        largest = detect_faces(dlib_provider, image, photo, all_faces=False)
+        assert sides == searched and len(largest) == 1 and iou(largest[0].box, every.box) > 0.6
+        gt = read_annotation(photo.rsplit(".", 1)[0])
+        if iou(every.box, landmark_box(gt)) > 0.3:  # the annotated face is the largest
+            assert nme(largest[0].landmarks, gt) < 1.2 * nme(every.landmarks, gt) + 0.005
+
+
 def test_no_face_names_the_file(dlib_provider):
     with pytest.raises(MlafaceError, match="wall.jpg: no face found"):
         detect_faces(dlib_provider, np.full((300, 400, 3), 128, np.uint8), "wall.jpg")

@@ -2,18 +2,21 @@
 
     provider = get_provider("auto")             # "dlib", "fan" or "auto" (the best available)
     faces = provider.detect(image)               # image: [H, W, 3] uint8 RGB -> list[Face], largest first
+    faces = provider.detect(image, largest=True) # the largest face alone: cheaper on large photos
 
 Providers:
 - "dlib" (default; extra `mlaface[dlib]`): dlib's HOG face detector and its 68-point shape predictor, whose model
   file comes from the `face-recognition-models` package. Detection runs on a copy downscaled to DETECT_MAX_SIDE
-  pixels and the boxes are mapped back, so very large photos cost no more than ordinary ones; the predictor
-  then works on the full-resolution photo. The HOG detector runs at the image's own scale and upsampled twice
-  (each pass misses faces the other finds; overlaps are merged). Detections scoring below HOG_SURE are checked by
-  dlib's CNN face detector (also in face-recognition-models) on a small crop around them, which rejects HOG's
-  false alarms (a mission patch, a pattern) at little cost; when HOG finds nothing, the CNN detector searches
-  the photo (downscaled to CNN_MAX_SIDE), which finds turned faces HOG misses, in about 1.5 s. Its boxes are
-  tighter than HOG's, which the shape predictor was trained on, so they are enlarged by CNN_TO_HOG (measured on
-  AFLW2000-3D faces both detectors found: HOG boxes are 1.13x as wide and 0.04 widths lower, median).
+  pixels and the boxes are mapped back, so very large photos cost no more than ordinary ones (when only the
+  largest face is wanted, first on a COARSE_SIDE copy, which suffices when a face spans COARSE_MIN_FACE of its
+  pixels); the predictor then works on the full-resolution photo. The HOG detector runs at the image's own scale
+  and upsampled twice (each pass misses faces the other finds; overlaps are merged). Detections scoring below
+  HOG_SURE are checked by dlib's CNN face detector (also in face-recognition-models) on a small crop around them
+  (CONFIRM_SIDE), which rejects HOG's false alarms (a mission patch, a pattern) at little cost; when HOG finds
+  nothing, the CNN detector searches the photo (downscaled to CNN_MAX_SIDE), which finds turned faces HOG misses,
+  in about 1.5 s. Its boxes are tighter than HOG's, which the shape predictor was trained on, so they are enlarged
+  by CNN_TO_HOG (measured on AFLW2000-3D faces both detectors found: HOG boxes are 1.13x as wide and 0.04 widths
+  lower, median).
 - "fan": the 2D-FAN network of face-alignment (Bulat & Tzimiropoulos 2017), used only when its TorchScript weights
   (`2DFAN4*.zip`) are already in the torch hub cache (`torch.hub.get_dir()/checkpoints`, where face-alignment
   stores them); nothing is ever downloaded. Faces are found by the dlib detector, or given as boxes.
@@ -34,7 +37,11 @@ from ..io.errors import MlafaceError
 from ..io.images import downscaled
 
 DETECT_MAX_SIDE = 1024
+COARSE_SIDE, COARSE_MIN_FACE = 512, 80  # the largest face alone: first looked for at this size, kept from this size
 HOG_SURE = 0.5
+# the CNN check's crop: the face about 80 pixels, the CNN detector's own window (on 33 unsure HOG boxes of the dev
+# images and sample photos, 160 and 240 pixels made the same decisions; 160 takes 0.26 s, 240 0.6 s)
+CONFIRM_SIDE = 160
 CNN_MAX_SIDE = 640
 CNN_TO_HOG = (1.13, 0.04)  # scale, downward shift in box widths
 PROVIDERS = ("dlib", "fan")
@@ -57,7 +64,7 @@ class Face:
 
     @property
     def area(self) -> float:
-        return max(0.0, self.box[2] - self.box[0]) * max(0.0, self.box[3] - self.box[1])
+        return _area(self.box)
 
 
 def dlib_predictor_path() -> Path | None:
@@ -93,9 +100,26 @@ class DlibProvider:
         self._predictor = dlib.shape_predictor(str(model))
         self.upsamples = upsamples
 
-    def boxes(self, image: np.ndarray) -> list[tuple[tuple[float, float, float, float], float]]:
-        """[(box, score)] of the faces in image, photo pixels."""
-        small, f = downscaled(image, DETECT_MAX_SIDE)
+    def boxes(self, image: np.ndarray, largest: bool = False) -> list[tuple[tuple[float, float, float, float], float]]:
+        """[(box, score)] of the faces in image, photo pixels. largest: only the largest face is wanted, so a
+        photo larger than COARSE_SIDE is searched first on a copy that size (a quarter of the work or less), and
+        what is found there is kept when a face spans COARSE_MIN_FACE of its pixels (smaller faces may be
+        missed; a larger one would have been found)."""
+        if largest and max(image.shape[:2]) > COARSE_SIDE:
+            kept, f = self._hog(image, COARSE_SIDE)
+            if kept and max(max(b[2] - b[0], b[3] - b[1]) for b, _ in kept) >= COARSE_MIN_FACE * f:
+                return kept
+        kept, _ = self._hog(image, DETECT_MAX_SIDE)
+        if not kept:
+            small, f = downscaled(image, CNN_MAX_SIDE)
+            kept = [(_hog_like(_photo_box(d.rect, f)), float(d.confidence))
+                    for d in self._cnn(np.ascontiguousarray(small), 0)]
+        return kept
+
+    def _hog(self, image: np.ndarray, max_side: int) -> tuple[list, float]:
+        """The HOG detector's faces, both upsamplings merged, unsure ones checked by the CNN detector, on a copy
+        downscaled to max_side: [(box, score)] in photo pixels, and the copy's scale (photo = copy * f)."""
+        small, f = downscaled(image, max_side)
         small = np.ascontiguousarray(small)
         found = []
         for upsample in self.upsamples:
@@ -105,18 +129,16 @@ class DlibProvider:
         for box, score in sorted(found, key=lambda bs: -bs[1]):
             if all(iou(box, k) < 0.4 for k, _ in kept) and (score >= HOG_SURE or self._cnn_confirms(image, box)):
                 kept.append((box, score))
-        if not kept:
-            small, f = downscaled(image, CNN_MAX_SIDE)
-            kept = [(_hog_like(_photo_box(d.rect, f)), float(d.confidence))
-                    for d in self._cnn(np.ascontiguousarray(small), 0)]
-        return kept
+        return kept, f
 
     def _cnn_confirms(self, image: np.ndarray, box: tuple[float, float, float, float]) -> bool:
-        """Whether the CNN detector sees a face at box, run on a crop twice the box's size scaled to 240 pixels."""
+        """Whether the CNN detector sees a face at box, run on a crop twice the box's size scaled to CONFIRM_SIDE
+        pixels."""
         from .align import crop_from_box
 
-        crop = crop_from_box(image, box, size=240, scale=2.0)
-        return any(iou(_photo_box(d.rect, 1.0), (60, 60, 180, 180)) > 0.3
+        crop = crop_from_box(image, box, size=CONFIRM_SIDE, scale=2.0)
+        q = CONFIRM_SIDE / 4
+        return any(iou(_photo_box(d.rect, 1.0), (q, q, 3 * q, 3 * q)) > 0.3
                    for d in self._cnn(np.ascontiguousarray(crop.image), 0))
 
     def landmarks(self, image: np.ndarray, box: tuple[float, float, float, float]) -> np.ndarray:
@@ -125,10 +147,16 @@ class DlibProvider:
         shape = self._predictor(np.ascontiguousarray(image), self._dlib.rectangle(left, top, right, bottom))
         return np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
 
-    def detect(self, image: np.ndarray, boxes: list | None = None) -> list[Face]:
-        found = self.boxes(image) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
+    def detect(self, image: np.ndarray, boxes: list | None = None, largest: bool = False) -> list[Face]:
+        found = self.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
+        if largest:
+            found = sorted(found, key=lambda bs: -_area(bs[0]))[:1]
         faces = [Face(b, self.landmarks(image, b), s, self.name) for b, s in found]
         return sorted(faces, key=lambda f: -f.area)
+
+
+def _area(box: tuple[float, float, float, float]) -> float:
+    return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
 
 
 def _photo_box(rect, f: float) -> tuple[float, float, float, float]:
@@ -192,9 +220,11 @@ class FanProvider:
 
         return warp(image, to_photo, (self._INPUT, self._INPUT)), to_photo
 
-    def detect(self, image: np.ndarray, boxes: list | None = None) -> list[Face]:
+    def detect(self, image: np.ndarray, boxes: list | None = None, largest: bool = False) -> list[Face]:
         torch = self._torch
-        found = self._boxes.boxes(image) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
+        found = self._boxes.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
+        if largest:
+            found = sorted(found, key=lambda bs: -_area(bs[0]))[:1]
         faces = []
         for box, score in found:
             crop, to_photo = self._crop(image, box)
@@ -223,7 +253,7 @@ def heatmap_peaks(heat: np.ndarray) -> np.ndarray:
 
 def detect_faces(provider, image: np.ndarray, source: str, all_faces: bool = True) -> list[Face]:
     """provider.detect, largest face first; MlafaceError naming `source` when there is no face."""
-    faces = provider.detect(image)
+    faces = provider.detect(image, largest=not all_faces)
     if not faces:
         raise MlafaceError(f"{source}: no face found (provider {provider.name})")
     return faces if all_faces else faces[:1]

@@ -63,18 +63,15 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
     vid, uv, tris, tri_mat = mesh_arrays(r)
     positions = r.vertices[vid].astype(np.float32)
     uv_out = np.stack([uv[:, 0] - np.floor(uv[:, 0]), 1 - uv[:, 1]], 1).astype(np.float32)  # glTF: v down
-    blob = bytearray()
+    blob = _Blob()
     views, accessors = [], []
 
     def add(data: np.ndarray, target: int | None, component: int, kind: str, minmax: bool = False,
             bounds: tuple[np.ndarray, np.ndarray] | None = None) -> int:
         """Store data; -> its accessor. minmax: with its min and max (given as bounds when already known)."""
-        while len(blob) % 4:
-            blob.append(0)
-        view = {"buffer": 0, "byteOffset": len(blob), "byteLength": data.nbytes}
+        view = {"buffer": 0, "byteOffset": blob.append(data), "byteLength": data.nbytes}
         if target:
             view["target"] = target
-        blob.extend(data.tobytes())
         views.append(view)
         acc = {"bufferView": len(views) - 1, "componentType": component, "count": len(data), "type": kind}
         if minmax or bounds is not None:
@@ -90,10 +87,7 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
     targets = [{"POSITION": add(d, 34962, 5126, "VEC3", bounds=(lo, hi))}
                for d, lo, hi in zip(deltas, low, high, strict=True)]
     image_bytes = r.texture_png
-    while len(blob) % 4:
-        blob.append(0)
-    views.append({"buffer": 0, "byteOffset": len(blob), "byteLength": len(image_bytes)})
-    blob.extend(image_bytes)
+    views.append({"buffer": 0, "byteOffset": blob.append(image_bytes), "byteLength": len(image_bytes)})
     image_view = len(views) - 1
     materials, primitives = [], []
     for m, name in enumerate(r.material_names):
@@ -124,7 +118,7 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
         "materials": materials,
         "textures": [{"source": 0, "sampler": 0}], "samplers": [{"magFilter": 9729, "minFilter": 9987}],
         "images": [{"bufferView": image_view, "mimeType": "image/png"}],
-        "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": len(blob)}],
+        "accessors": accessors, "bufferViews": views, "buffers": [{"byteLength": blob.size}],
     }
     if extra:
         gltf["animations"], gltf["cameras"] = extra["animations"], extra["cameras"]
@@ -132,11 +126,33 @@ def write_glb(r: FaceResult, path: str | Path, track: AnimationTrack | None = No
         gltf["scenes"][0]["nodes"].append(1)
     text = json.dumps(gltf).encode()
     text += b" " * (-len(text) % 4)
-    while len(blob) % 4:
-        blob.append(0)
-    body = struct.pack("<I4s", len(text), b"JSON") + text + struct.pack("<I4s", len(blob), b"BIN\0") + bytes(blob)
-    write_bytes_atomic(path, struct.pack("<4sII", b"glTF", 2, 12 + len(body)) + body)
+    blob.pad()
+    length = 12 + 8 + len(text) + 8 + blob.size
+    head = struct.pack("<4sII", b"glTF", 2, length) + struct.pack("<I4s", len(text), b"JSON") + text
+    write_bytes_atomic(path, b"".join([head, struct.pack("<I4s", blob.size, b"BIN\0"), *blob.parts]))
     return path
+
+
+class _Blob:
+    """The binary chunk as a list of parts, each 4-byte aligned, joined once when the file is written."""
+
+    def __init__(self):
+        self.parts: list = []
+        self.size = 0
+
+    def pad(self) -> None:
+        if self.size % 4:
+            self.parts.append(b"\0" * (-self.size % 4))
+            self.size += -self.size % 4
+
+    def append(self, data) -> int:
+        """data: a C-contiguous array or bytes -> its byte offset."""
+        self.pad()
+        offset = self.size
+        part = data if isinstance(data, bytes) else np.ascontiguousarray(data).data.cast("B")
+        self.parts.append(part)
+        self.size += len(part)
+        return offset
 
 
 def _animation(track: AnimationTrack, add, r: FaceResult) -> dict:

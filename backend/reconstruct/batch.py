@@ -45,26 +45,31 @@ def prepare_output(folder: str | Path) -> Path:
 
 
 def write_outputs(result: FaceResult, folder: Path, stem: str, formats: list[str]) -> dict[str, str]:
-    """Write the chosen formats of one result; {format: path}. A failure removes what this call wrote."""
-    written: list[Path] = []
-    files: dict[str, str] = {}
-    try:
-        for fmt in formats:
-            if fmt == "npz":
-                paths = [write_result(folder / f"{stem}.npz", result)]
-            elif fmt == "obj":
-                paths = write_obj(result, folder / f"{stem}.obj")
-            elif fmt == "glb":
-                paths = [write_glb(result, folder / f"{stem}.glb")]
-            else:
-                paths = [write_overlay(result, load_image(result.photo), folder / f"{stem}_overlay.png")]
-            written += paths
-            files[fmt] = str(paths[0])
-    except OSError as e:
+    """Write the chosen formats of one result, each on its own thread (compression and file writing release the
+    GIL, so two cores write two files at once); {format: path}. A failure removes what this call wrote."""
+    def write(fmt: str) -> list[Path]:
+        if fmt == "npz":
+            return [write_result(folder / f"{stem}.npz", result)]
+        if fmt == "obj":
+            return write_obj(result, folder / f"{stem}.obj")
+        if fmt == "glb":
+            return [write_glb(result, folder / f"{stem}.glb")]
+        return [write_overlay(result, load_image(result.photo), folder / f"{stem}_overlay.png")]
+
+    if {"obj", "glb"} & set(formats):
+        result.texture_png  # noqa: B018 (encoded once, before the threads that share it)
+    with ThreadPoolExecutor(max(1, len(formats)), thread_name_prefix="mlaface-format") as pool:
+        futures = {fmt: pool.submit(write, fmt) for fmt in formats}
+    written = [p for f in futures.values() if f.exception() is None for p in f.result()]
+    failed = next((f.exception() for f in futures.values() if f.exception() is not None), None)
+    if failed is not None:
         for p in written:
             p.unlink(missing_ok=True)
-        raise MlafaceError(f"{folder}: could not write the outputs of {stem} ({e.strerror or e})") from None
-    return files
+        if isinstance(failed, OSError):
+            raise MlafaceError(f"{folder}: could not write the outputs of {stem} ({failed.strerror or failed})") \
+                from None
+        raise failed
+    return {fmt: str(f.result()[0]) for fmt, f in futures.items()}
 
 
 def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, formats: list[str],
