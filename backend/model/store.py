@@ -24,9 +24,9 @@ MODEL_ENV = "MLAFACE_MODEL"
 MODEL_FILENAME = "ict-facekit.npz"
 WEIGHTS_ENV = "MLAFACE_WEIGHTS"
 PACKAGED_WEIGHTS = Path(__file__).resolve().parents[1] / "weights"  # backend/weights
-# the first variant with weights is used. mlanet_r18 before mlanet_dw for now: the whole path scores the same with
-# either (README), but a clip animated from mlanet_dw's start leaves an eye's resting level in (tests/test_clips.py)
-PREFERRED_VARIANTS = ("mlanet_r50", "mlanet_r18", "mlanet_dw")
+# the first variant with weights is used: mlanet_dw before mlanet_r18, as the whole path scores better with it on
+# turned faces (README, What users get)
+PREFERRED_VARIANTS = ("mlanet_r50", "mlanet_dw", "mlanet_r18")
 
 ICT_FACEKIT_COMMIT = "da5f95a607f5e6b37755b38d3385d7f2853732e5"
 ICT_FACEKIT_URL = f"https://github.com/ICT-VGL/ICT-FaceKit/archive/{ICT_FACEKIT_COMMIT}.zip"
