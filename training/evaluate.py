@@ -110,8 +110,8 @@ def evaluate_pipeline(rec, folder: str | Path, every: int = 1, batch: int = 8, l
 
     for i, s in enumerate(samples):
         image = load_image(s.image)
-        faces = rec.provider.detect(image)
-        best = faces[0] if faces else None  # the largest: what `mlaface reconstruct` takes
+        faces = rec.provider.detect(image, largest=True)  # what `mlaface reconstruct` looks for and takes
+        best = faces[0] if faces else None
         if best is None or iou(best.box, s.box) < 0.2:
             missed.append(s.image.name)
         else:
