@@ -6,6 +6,8 @@ from __future__ import annotations
 
 import argparse
 
+from backend.reconstruct.options import FIT_STEPS
+
 from .arguments import add_train_arguments
 
 
@@ -62,7 +64,7 @@ def evaluate(commands) -> None:
     s.add_argument("--weights", metavar="FILE", help="network weights (default: $MLAFACE_WEIGHTS, shipped, cache)")
     s.add_argument("--model", metavar="FILE", help="face model file")
     s.add_argument("--device", default="auto", choices=["auto", "cpu", "cuda"])
-    s.add_argument("--fit-steps", type=int, default=150, metavar="N", help="fitting steps (mlaface reconstruct's)")
+    s.add_argument("--fit-steps", type=int, default=FIT_STEPS, metavar="N", help="fitting steps (reconstruct's)")
     s.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th case (default: all)")
     s.add_argument("-o", "--output", default="eval", metavar="OUTDIR", help="where the JSON and PNG go (eval/)")
     s.set_defaults(func=_evaluate_scans)

@@ -165,7 +165,7 @@ def _fit_frames(rec, head: FaceResult, good: list[TrackedFrame], size: tuple[int
     translation = np.zeros((len(good), 3), np.float32)
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*size, 3))
     cfg = FitConfig(steps=options.fit_steps, rigid_steps=min(30, options.fit_steps // 2), light=False,
-                    w_expression_l1=EXPRESSION_L1)
+                    w_expression_l1=EXPRESSION_L1, lr_end=1.0)  # a fixed rate: 80 steps from the mean face
     for i in range(0, len(good), options.batch):
         points = [f.landmarks for f in good[i:i + options.batch]]
         B = len(points)

@@ -17,13 +17,14 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 TEXTURE_SIZES = (256, 4096)
 MAX_FIT_STEPS = 10_000
+FIT_STEPS = 100  # the fit's steps by default (reconstruct/fitting.py; the Blender add-on's preference says 100 too)
 FORMATS = ("npz", "obj", "glb", "overlay")
 
 
 @dataclass(frozen=True)
 class ReconstructOptions:
     device: str = "auto"  # auto, cpu or cuda
-    fit_steps: int = 150
+    fit_steps: int = FIT_STEPS
     texture_size: int = 1024
     provider: str = "auto"
     all_faces: bool = False

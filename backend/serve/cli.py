@@ -24,6 +24,7 @@ import numpy as np
 
 from .. import __version__
 from ..io.errors import MlafaceError, OptionError
+from ..reconstruct.options import FIT_STEPS
 
 PLUGIN_GROUP = "mlaface.commands"
 
@@ -258,7 +259,7 @@ def build_parser() -> argparse.ArgumentParser:
     rc = commands.add_parser("reconstruct", help="photos to textured 3D faces (npz, obj, glb, overlay png)")
     rc.add_argument("photos", nargs="+", metavar="PHOTO", help="image files, folders or glob patterns")
     rc.add_argument("-o", "--output", required=True, metavar="OUTDIR", help="output folder (created if missing)")
-    rc.add_argument("--fit-steps", type=int, default=150, help="test-time fitting iterations (0: none)")
+    rc.add_argument("--fit-steps", type=int, default=FIT_STEPS, help="test-time fitting iterations (0: none)")
     rc.add_argument("--texture-size", type=int, default=1024, help="texture side in pixels, 256-4096")
     rc.add_argument("--formats", default="npz,obj,glb,overlay", help="comma-separated: npz, obj, glb, overlay")
     rc.add_argument("--all-faces", action="store_true", help="every face of a photo, not only the largest")
