@@ -149,14 +149,18 @@ class DlibProvider:
 
     def detect(self, image: np.ndarray, boxes: list | None = None, largest: bool = False) -> list[Face]:
         found = self.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
-        if largest:
-            found = sorted(found, key=lambda bs: -_area(bs[0]))[:1]
+        found = _largest(found) if largest else found
         faces = [Face(b, self.landmarks(image, b), s, self.name) for b, s in found]
         return sorted(faces, key=lambda f: -f.area)
 
 
 def _area(box: tuple[float, float, float, float]) -> float:
     return max(0.0, box[2] - box[0]) * max(0.0, box[3] - box[1])
+
+
+def _largest(found: list) -> list:
+    """[(box, score)] -> the one with the largest box (none if none)."""
+    return sorted(found, key=lambda bs: -_area(bs[0]))[:1]
 
 
 def _photo_box(rect, f: float) -> tuple[float, float, float, float]:
@@ -223,8 +227,7 @@ class FanProvider:
     def detect(self, image: np.ndarray, boxes: list | None = None, largest: bool = False) -> list[Face]:
         torch = self._torch
         found = self._boxes.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
-        if largest:
-            found = sorted(found, key=lambda bs: -_area(bs[0]))[:1]
+        found = _largest(found) if largest else found
         faces = []
         for box, score in found:
             crop, to_photo = self._crop(image, box)
