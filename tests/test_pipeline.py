@@ -144,6 +144,19 @@ def test_fitting_never_ends_worse(rec):
     assert float(r.error_end[0]) <= float(r.error_start[0]) + 1e-6
 
 
+def test_fit_rate_decays_after_the_rigid_steps():
+    """FitConfig.learning_rate: lr through the rigid steps, then down a half cosine to lr * lr_end at the last
+    step, never rising; a fit no longer than its rigid steps keeps lr; an end share outside (0, 1] is refused."""
+    cfg = FitConfig(steps=101, rigid_steps=40, lr=0.02, lr_end=0.05)
+    rates = np.array([cfg.learning_rate(s) for s in range(cfg.steps)])
+    assert (rates[:41] == 0.02).all() and rates[-1] == pytest.approx(0.001)
+    assert (np.diff(rates) <= 0).all() and rates[70] == pytest.approx(0.02 * 0.525)  # halfway down, halfway
+    assert FitConfig(steps=20, rigid_steps=40).learning_rate(19) == FitConfig().lr
+    for bad in (0.0, 1.5):
+        with pytest.raises(MlafaceError, match="end share must be in"):
+            FitConfig(lr_end=bad)
+
+
 def test_same_person_shares_identity(rec):
     flipped_dir = Path(rec.options.model).parent
     flipped = flipped_dir / "takeo_mirrored.png"
