@@ -282,6 +282,21 @@ def test_output_folder_errors(tmp_path):
         prepare_output(tmp_path / "file" / "sub")
 
 
+def test_batch_reports_every_photo_in_order(rec, tmp_path):
+    """Batches of 2: the second batch's faces are found while the first is fitted; every photo is still told of
+    once (a photo without a face as an error, as soon as detection has found nothing; results in the photos' order
+    as their files are written), progress counts up through all of them, and each result's files exist."""
+    wall = tmp_path / "wall.png"
+    Image.fromarray(np.full((200, 300, 3), 120, np.uint8)).save(wall)
+    photos = [FACES / "takeo.ppm", wall, FACES / "lenna.png"]
+    events = list(reconstruct_batch(rec.with_options(fit_steps=5), photos, tmp_path / "out", ["npz"], batch=2))
+    told = [(e["event"], Path(e["photo"]).name) for e in events if e["event"] in ("result", "error")]
+    assert sorted(told) == [("error", "wall.png"), ("result", "lenna.png"), ("result", "takeo.ppm")]
+    assert [name for kind, name in told if kind == "result"] == ["takeo.ppm", "lenna.png"]
+    assert [e["done"] for e in events if e["event"] == "progress"] == [0, 1, 2, 3]
+    assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["lenna.npz", "takeo.npz"]
+
+
 def test_no_face_and_disk_full_leave_nothing_half_written(rec, takeo, tmp_path, monkeypatch):
     wall = tmp_path / "wall.png"
     Image.fromarray(np.full((200, 300, 3), 120, np.uint8)).save(wall)

@@ -78,9 +78,9 @@ def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, form
     """Events of reconstructing `photos` into `folder` (see the module docstring). The faces of up to `batch`
     photos go through the network and the fit together (one fit step costs about the same for 1 face or 8);
     texture and files follow face by face, each face's files written in the background while the next face is
-    made. Stops between faces, or inside a fit, once should_stop() is true (raising Cancelled out of the current
-    batch, after the files already being written are finished and reported; a face's files are written whole or
-    not at all)."""
+    made, and the next batch's faces found in the background meanwhile. Stops between faces, or inside a fit,
+    once should_stop() is true (raising Cancelled out of the current batch, after the files already being written
+    are finished and reported; a face's files are written whole or not at all)."""
     total = len(photos)
 
     def progress(photo: Path, stage: str, done: int) -> dict:
@@ -101,19 +101,21 @@ def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, form
             yield _written(result, folder, photo.stem, formats, photo)
             yield progress(photo, "written", done)
         return
-    writer = _Writer(should_stop)
+    writer, detector = _Writer(should_stop), _Detector(rec)
+    chunks = [photos[first:first + batch] for first in range(0, total, batch)]
     try:
-        for first in range(0, total, batch):
+        upcoming = detector.start(chunks[0]) if chunks else []
+        for k, chunk in enumerate(chunks):
+            # the next batch's faces are found while this one is fitted, textured and written
+            detecting, upcoming = upcoming, detector.start(chunks[k + 1]) if k + 1 < len(chunks) else []
             found = []  # (photo, image, faces, detect seconds)
-            for done, photo in enumerate(photos[first:first + batch], start=first):
+            for done, (photo, faces_of) in enumerate(zip(chunk, detecting, strict=True), start=k * batch):
                 if should_stop():
                     raise Cancelled()
                 yield from writer.finished()
                 yield progress(photo, "reconstructing", done)
                 try:
-                    start = time.perf_counter()
-                    image, faces = rec.detect(photo)
-                    found.append((photo, image, faces, time.perf_counter() - start))
+                    found.append((photo, *faces_of.result()))
                 except MlafaceError as e:
                     yield {"event": "error", "photo": str(photo), "message": str(e)}
             yield from _fitted(rec, found, folder, formats, should_stop, stop_check, writer)
@@ -122,8 +124,30 @@ def reconstruct_batch(rec: Reconstructor, photos: list[Path], folder: Path, form
         yield from writer.finished(wait=True)  # files already being written are finished and reported
         raise
     finally:
+        detector.close()
         writer.close()
     yield progress(photos[-1], "finished", total) if photos else progress(Path(), "finished", 0)
+
+
+class _Detector:
+    """Finds the faces of photos on one background thread, in order (dlib's detector releases the GIL, so it runs
+    beside the fit and texture of the batch before; one thread, so the provider is never used from two at once)."""
+
+    def __init__(self, rec: Reconstructor):
+        self.rec = rec
+        self.pool = ThreadPoolExecutor(1, thread_name_prefix="mlaface-detect")
+
+    def start(self, photos: list[Path]) -> list[Future]:
+        """Futures of (image, faces, seconds) for the photos; MlafaceError for a photo without a face."""
+        return [self.pool.submit(self._detect, photo) for photo in photos]
+
+    def _detect(self, photo: Path) -> tuple:
+        start = time.perf_counter()
+        image, faces = self.rec.detect(photo)
+        return image, faces, time.perf_counter() - start
+
+    def close(self) -> None:
+        self.pool.shutdown(wait=True, cancel_futures=True)
 
 
 class _Writer:
