@@ -167,8 +167,8 @@ def test_finding_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("MLAFACE_WEIGHTS", str(path))
     assert find_network_weights("mlanet_r50") == path
     monkeypatch.delenv("MLAFACE_WEIGHTS")
-    shipped = PACKAGED_WEIGHTS / "mlanet_r18.pt"
-    assert find_network_weights(None) == (shipped if shipped.is_file() else None)  # the shipped light variant
+    shipped = PACKAGED_WEIGHTS / "mlanet_dw.pt"
+    assert find_network_weights(None) == (shipped if shipped.is_file() else None)  # the shipped default (dw)
     cached = save_checkpoint(tmp_path / "xdg-cache" / "mlaface" / "models" / "mlanet_r50.pt", net)
     assert find_network_weights("mlanet_r50") == cached
     assert find_network_weights(None) == cached  # the most accurate variant with weights wins
