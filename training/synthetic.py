@@ -174,8 +174,9 @@ class SyntheticFaces:
         device, cfg, S = self.model.mean.device, self.cfg, self.size
         identity = torch.randn(B, self.model.n_identity, generator=g, device=device)
         expression = self._expression(B, g, device)
-        k = min(cfg.texture_components, self.albedo.n_components)  # the rest are 0: left out, so any network with
-        texture = cfg.texture_scale * torch.randn(B, k, generator=g, device=device)  # k or more is compared with it
+        # the first k components only (the rest would be 0): any network predicting k or more is compared with them
+        k = min(cfg.texture_components, self.albedo.n_components)
+        texture = cfg.texture_scale * torch.randn(B, k, generator=g, device=device)
         rotation = self._pose(B, g, device)
         verts = self.model.vertices(identity, expression)
         translation = self._frame(verts, rotation, g)

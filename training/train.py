@@ -54,6 +54,7 @@ from .teacher_labels import read_labels
 
 NETWORK_TEXTURE = 60  # albedo components the network predicts unless its config says: the shipped networks' 60
 
+
 class RawParams(nn.Module):
     """The network as DDP wraps it: image -> parameter vector (decoding stays outside, in float32)."""
 

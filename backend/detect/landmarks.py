@@ -14,9 +14,9 @@ Providers:
   HOG_SURE are checked by dlib's CNN face detector (also in face-recognition-models) on a small crop around them
   (CONFIRM_SIDE), which rejects HOG's false alarms (a mission patch, a pattern) at little cost; when HOG finds
   nothing, the CNN detector searches the photo (downscaled to CNN_MAX_SIDE), which finds turned faces HOG misses,
-  in about 1.5 s. Its boxes are tighter than HOG's, which the shape predictor was trained on, so they are enlarged
-  by CNN_TO_HOG (measured on AFLW2000-3D faces both detectors found: HOG boxes are 1.13x as wide and 0.04 widths
-  lower, median).
+  in 1-2.5 s (2.3 s at 450 x 450 on 2 cores). Its boxes are tighter than HOG's, which the shape predictor was
+  trained on, so they are enlarged by CNN_TO_HOG (measured on AFLW2000-3D faces both detectors found: HOG boxes
+  are 1.13x as wide and 0.04 widths lower, median).
 - "fan": the 2D-FAN network of face-alignment (Bulat & Tzimiropoulos 2017), used only when its TorchScript weights
   (`2DFAN4*.zip`) are already in the torch hub cache (`torch.hub.get_dir()/checkpoints`, where face-alignment
   stores them); nothing is ever downloaded. Faces are found by the dlib detector, or given as boxes.
@@ -255,11 +255,12 @@ def heatmap_peaks(heat: np.ndarray) -> np.ndarray:
 
 
 def detect_faces(provider, image: np.ndarray, source: str, all_faces: bool = True) -> list[Face]:
-    """provider.detect, largest face first; MlafaceError naming `source` when there is no face."""
+    """provider.detect, largest face first (the largest alone without all_faces); MlafaceError naming `source` when
+    there is no face."""
     faces = provider.detect(image, largest=not all_faces)
     if not faces:
         raise MlafaceError(f"{source}: no face found (provider {provider.name})")
-    return faces if all_faces else faces[:1]
+    return faces
 
 
 def available_providers() -> list[str]:
