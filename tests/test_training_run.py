@@ -63,12 +63,17 @@ def test_smoke_run_writes_a_usable_network(smoke_run):
 
 
 def test_init_starts_from_earlier_weights(smoke_run, real_model_path, tmp_path):
-    """A run that continues in a new sitting: --init takes a network file's weights, refuses another
-    architecture's."""
+    """A run that continues in a new sitting: --init takes a network file's weights, or grows them into more
+    blocks per stage, and refuses another architecture's."""
     r = run(train_cmd(tmp_path / "next", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
                       "run.steps=2"))
     assert r.returncode == 0, r.stderr
     assert f"initialised from {smoke_run[0] / 'best.pt'}" in r.stderr
+    grown = run(train_cmd(tmp_path / "grown", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
+                          "run.steps=2", "--set", "network.depths=[2,1,1,2]"))
+    assert grown.returncode == 0, grown.stderr
+    assert "(stage depths (1, 1, 1, 1) -> (2, 1, 1, 2): 2 blocks added as identities)" in grown.stderr
+    assert load_network(tmp_path / "grown" / "last.pt").cfg.depths == (2, 1, 1, 2)
     other = run(train_cmd(tmp_path / "other", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
                           "network.fusion=false"))
     assert other.returncode == 1 and "another architecture" in other.stderr

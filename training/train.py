@@ -46,6 +46,7 @@ from .aflw2000 import YAW_BINS, yaw_bin
 from .aflw_crops import load_crops
 from .arguments import add_train_arguments
 from .config import TrainConfig, load_config
+from .deepen import deepen_from, deepens
 from .plots import training_curve
 from .real_data import RealFaces, balanced_indices, batch_indices, colour_jitter, framing_zoom
 from .run_log import RunLog
@@ -96,7 +97,7 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(cfg.run.seed)
 
-        net_cfg = dict(cfg.network)
+        net_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.network.items()}  # TOML lists
         variant = net_cfg.pop("variant")
         self.albedo = AlbedoModel.load(albedo_path).to(self.device)
         net_cfg.setdefault("n_texture", min(self.albedo.n_components, NETWORK_TEXTURE))
@@ -156,14 +157,21 @@ class Trainer:
 
     def init_from(self, path: str | Path) -> None:
         """Start from a network file's weights (an earlier run's best.pt, or shipped weights) of the same
-        architecture; the optimiser and the step start anew."""
+        architecture, or of one with fewer blocks per stage (training/deepen.py); the optimiser and the step
+        start anew."""
         other = load_network(path)
-        if other.cfg != self.net.cfg:
+        if other.cfg == self.net.cfg:
+            self.net.load_state_dict(other.state_dict())
+            grown = ""
+        elif deepens(other, self.net):
+            grown = f" (stage depths {other.cfg.depths} -> {self.net.cfg.depths}: {deepen_from(self.net, other)} " \
+                    f"blocks added as identities)"
+        else:
             raise MlafaceError(f"{path}: a {other.cfg.name} network of another architecture than the config's "
-                               f"{self.net.cfg.name} ({other.cfg} vs {self.net.cfg})")
-        self.net.load_state_dict(other.state_dict())
+                               f"{self.net.cfg.name} ({other.cfg} vs {self.net.cfg}; only more blocks per stage "
+                               f"may differ)")
         if self.rank == 0:
-            self.log(f"initialised from {path}")
+            self.log(f"initialised from {path}{grown}")
 
     def checkpoint_path(self) -> Path:
         return self.out / "checkpoint.pt"
