@@ -31,8 +31,8 @@ def training_curve(log_csv: str | Path, png: str | Path) -> None:
     fig, (ax, ax_val) = plt.subplots(1, 2, figsize=(11, 4))
     terms = [json.loads(r["terms"]) for r in rows]
     ax.plot(steps, [float(r["loss"]) for r in rows], color="black", lw=2, label="total")
-    for name in terms[0]:
-        ax.plot(steps, [t[name] for t in terms], lw=1, label=name)
+    for i, name in enumerate(terms[0]):  # past the 10-colour cycle, the colours again, dashed
+        ax.plot(steps, [t[name] for t in terms], lw=1, color=f"C{i % 10}", ls="-" if i < 10 else "--", label=name)
     ax.set_yscale("log")
     ax.set_xlabel("step")
     ax.set_title("training losses")
