@@ -97,7 +97,7 @@ class Trainer:
         self.cuda = self.device.type == "cuda"
         torch.manual_seed(cfg.run.seed)
 
-        net_cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in cfg.network.items()}  # TOML lists
+        net_cfg = dict(cfg.network)
         variant = net_cfg.pop("variant")
         self.albedo = AlbedoModel.load(albedo_path).to(self.device)
         net_cfg.setdefault("n_texture", min(self.albedo.n_components, NETWORK_TEXTURE))

@@ -37,8 +37,7 @@ def load_network(path: str | Path, map_location: str = "cpu") -> MLANet:
         raise MlafaceError(f"{path}: not a readable network checkpoint ({type(e).__name__}: {e})") from None
     if not isinstance(ckpt, dict) or ckpt.get("format") != "mlaface.network":
         raise MlafaceError(f"{path}: not an mlaface network checkpoint")
-    cfg = {k: tuple(v) if isinstance(v, list) else v for k, v in ckpt["config"].items()}
-    net = MLANet(NetworkConfig(**cfg))
+    net = MLANet(NetworkConfig(**ckpt["config"]))
     try:
         net.load_state_dict(ckpt["state_dict"])
     except RuntimeError as e:

@@ -32,6 +32,8 @@ class NetworkConfig:
     confidence: bool = False  # a head for the 68 points' expected error (decode.landmark_sigma)
 
     def __post_init__(self):
+        for name in ("depths", "widths", "lka_kernels"):  # lists from TOML or a checkpoint's plain types
+            object.__setattr__(self, name, tuple(getattr(self, name)))
         if self.block not in ("basic", "bottleneck", "separable") or len(self.depths) != 4 or len(self.widths) != 4:
             raise MlafaceError(f"bad network config: block {self.block!r}, {len(self.depths)} stages (need 4)")
         if self.image_size < 32:
