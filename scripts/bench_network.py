@@ -37,11 +37,11 @@ def gpu_images_per_s(net, batch: int, compiled: bool, repeats: int = 20) -> floa
     x = torch.rand(batch, 3, s, s, device="cuda").to(memory_format=torch.channels_last)
     with torch.inference_mode(), torch.autocast("cuda", dtype=torch.bfloat16):
         for _ in range(5):
-            net.forward_head(run(x))
+            net.forward_head(*run(x))
         torch.cuda.synchronize()
         start = time.perf_counter()
         for _ in range(repeats):
-            net.forward_head(run(x))
+            net.forward_head(*run(x))
         torch.cuda.synchronize()
     return batch * repeats / (time.perf_counter() - start)
 

@@ -13,7 +13,7 @@ from backend.model.store import PACKAGED_WEIGHTS, find_network_weights
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint, torchvision_to_ours
 from backend.network.complexity import complexity
 from backend.network.config import VARIANTS
-from backend.network.decode import SIGMA_AT_ZERO, decode_params, landmark_sigma, param_layout
+from backend.network.decode import SIGMA_AT_ZERO, crop_points, decode_params, landmark_sigma, param_layout
 from backend.network.mlanet import create_network
 
 
@@ -46,6 +46,7 @@ def test_rotation_from_6d_is_a_rotation():
 
 
 def test_every_parameter_receives_a_gradient():
+    torch.manual_seed(0)  # from another test's random state a channel attention's ReLUs can all be off
     net = create_network("mlanet_tiny", drop=0.1)
     for head in net.heads.values():  # trained heads are not zero: let the gradient through to the backbone
         torch.nn.init.normal_(head.fc2.weight, std=0.1)
@@ -190,16 +191,17 @@ def test_zero_prediction_frames_the_mean_face_like_the_aligned_crop(real_model_d
     assert np.abs(pixels - (TEMPLATE_68 * 224 - 0.5)).mean() < 6.0
 
 
-def test_cpu_variant_predicts_its_points_confidence(tmp_path):
+def test_cpu_variant_predicts_its_points_and_their_confidence(tmp_path):
     net = create_network("mlanet_dw")
     kinds = {type(m).__name__ for m in net.modules()}
     assert {"DepthwiseSeparable", "ChannelAttention", "SpatialAttention", "Fusion"} <= kinds
-    assert net.cfg.lka_kernels == (3, 5, 2) and "landmark_sigma" in param_layout(net.cfg)
+    assert net.cfg.lka_kernels == (3, 5, 2) and {"landmark_sigma", "points"} <= set(param_layout(net.cfg))
     S = net.cfg.image_size
     x = torch.rand(2, 3, S, S)
-    p, sigma = net.predict(x)
-    assert p.identity.shape == (2, 100) and sigma.shape == (2, 68)
-    torch.testing.assert_close(sigma, torch.full((2, 68), SIGMA_AT_ZERO * S))  # zero-initialised head
+    p, points, sigma = net.predict(x)
+    assert p.identity.shape == (2, 100) and sigma.shape == (2, 68) and points.shape == (2, 68, 2)
+    torch.testing.assert_close(sigma, torch.full((2, 68), SIGMA_AT_ZERO * S))  # zero-initialised heads
+    torch.testing.assert_close(points, torch.full((2, 68, 2), (S - 1) / 2))  # the crop's centre pixel
     for head in net.heads.values():
         torch.nn.init.normal_(head.fc2.weight, std=0.1)
     raw = net.forward_raw(x)
@@ -207,9 +209,15 @@ def test_cpu_variant_predicts_its_points_confidence(tmp_path):
     assert net.heads["landmark_sigma"].fc2.weight.grad.abs().sum() > 0
     assert net.stem[0][0].weight.grad.abs().sum() > 0
     assert net.heads["identity"].fc2.weight.grad.abs().sum() == 0  # and no other head
+    net.zero_grad()
+    crop_points(net.forward_raw(x), net.cfg)[:, 30, 0].sum().backward()  # the nose tip's x moves its own column
+    grad = net.heads["points"].fc2.weight.grad.abs().sum(1)
+    assert grad[60] > 0 and grad[:60].sum() == 0 and grad[61:].sum() == 0
+    assert net.heads["landmark_sigma"].fc2.weight.grad.abs().sum() == 0
     net.eval()
     back = load_network(save_checkpoint(tmp_path / "dw.pt", net)).eval()
     assert back.cfg == net.cfg  # tuples survive the plain-types file
     with torch.no_grad():
-        torch.testing.assert_close(back.predict(x)[1], net.predict(x)[1])
-    assert create_network("mlanet_tiny").predict(torch.rand(1, 3, 64, 64))[1] is None
+        for a, b in zip(back.predict(x)[1:], net.predict(x)[1:], strict=True):
+            torch.testing.assert_close(a, b)
+    assert create_network("mlanet_tiny").predict(torch.rand(1, 3, 64, 64))[1:] == (None, None)

@@ -14,13 +14,15 @@ from conftest import MLAFACE, SHARED_DATA
 from PIL import Image
 from scipy import ndimage
 
+from backend.detect.align import IBUG68_FLIP
 from backend.io.errors import MlafaceError
 from backend.io.face_result import FORMAT_VERSION, read_result, write_result
 from backend.io.gltf import write_glb
 from backend.io.obj import read_obj, write_obj
+from backend.network.mlanet import create_network
 from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
 from backend.reconstruct.fitting import FitConfig, fit
-from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
+from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor, mirror_averaged
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
 FACES = SHARED_DATA / "faces"
@@ -124,6 +126,30 @@ def test_faces_fitted_together_fit_as_each_alone(rec):
         assert (together.landmarks[b] - alone.landmarks[0]).abs().max() < 0.25
         torch.testing.assert_close(together.params.sh[b], alone.params.sh[0], atol=1e-2, rtol=0)  # under a level
         torch.testing.assert_close(together.params.rotation[b], alone.params.rotation[0], atol=1e-3, rtol=0)  # 0.06 deg
+
+
+def test_mirror_averaged_points_mirror_with_the_photo():
+    """The points head's test-time augmentation reads a crop and its mirror; so the mirrored crop's reading is the
+    first one mirrored (x -> S - 1 - x, points renumbered), up to float rounding: a wrong permutation or pixel
+    convention breaks it (a random network's points are asymmetric)."""
+    torch.manual_seed(0)
+    net = create_network("mlanet_dw").eval()
+    for head in net.heads.values():
+        torch.nn.init.normal_(head.fc2.weight, std=0.05)
+    x = torch.rand(2, 3, 112, 112)
+    with torch.no_grad():
+        (_, pts, sigma), (_, pts_m, sigma_m) = net.predict(x), net.predict(x.flip(-1))
+        a, sa = mirror_averaged(net, x, pts, sigma)
+        b, sb = mirror_averaged(net, x.flip(-1), pts_m, sigma_m)
+    def mirrored(p):
+        p = p[:, IBUG68_FLIP].clone()
+        p[..., 0] = 111 - p[..., 0]
+        return p
+
+    assert (pts - mirrored(pts_m)).abs().max() > 0.5  # a single reading is not symmetric
+    b = mirrored(b)
+    torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
+    torch.testing.assert_close(sa, sb[:, IBUG68_FLIP])
 
 
 def test_light_is_solved_from_the_photo(rec, takeo):

@@ -7,10 +7,10 @@ import numpy as np
 import pytest
 from conftest import SHARED_DATA
 
+from backend.detect.align import IBUG68_FLIP
 from training.teacher_labels import (
     AUGMENTS,
     DROP_NME,
-    IBUG68_FLIP,
     SAME_PLACE,
     augment_map,
     nme_on_truth,

@@ -9,6 +9,7 @@ import pytest
 import torch
 from conftest import SHARED_DATA
 
+from backend.detect.align import IBUG68_FLIP
 from backend.io.errors import MlafaceError
 from backend.model.albedo_model import AlbedoModel
 from backend.network.mlanet import create_network
@@ -16,7 +17,6 @@ from training.aflw_crops import AFLW21_FLIP
 from training.config import load_config
 from training.losses import LossWeights, confidence_loss, landmark_loss, total
 from training.real_data import RealFaces, balanced_indices, batch_indices
-from training.teacher_labels import IBUG68_FLIP
 from training.texture_model import em_pca
 
 CROPS = SHARED_DATA / "aflw-crops"

@@ -64,7 +64,7 @@ def test_smoke_run_writes_a_usable_network(smoke_run):
 
 def test_init_starts_from_earlier_weights(smoke_run, real_model_path, tmp_path):
     """A run that continues in a new sitting: --init takes a network file's weights, or grows them into more
-    blocks per stage, and refuses another architecture's."""
+    blocks per stage or adds a points head, and refuses another architecture's."""
     r = run(train_cmd(tmp_path / "next", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
                       "run.steps=2"))
     assert r.returncode == 0, r.stderr
@@ -74,6 +74,12 @@ def test_init_starts_from_earlier_weights(smoke_run, real_model_path, tmp_path):
     assert grown.returncode == 0, grown.stderr
     assert "(stage depths (1, 1, 1, 1) -> (2, 1, 1, 2): 2 blocks added as identities)" in grown.stderr
     assert load_network(tmp_path / "grown" / "last.pt").cfg.depths == (2, 1, 1, 2)
+    headed = run(train_cmd(tmp_path / "headed", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
+                           "run.steps=2", "--set", "network.points=true"))
+    assert headed.returncode == 0, headed.stderr
+    assert f"initialised from {smoke_run[0] / 'best.pt'} (the points head added)" in headed.stderr
+    assert load_network(tmp_path / "headed" / "last.pt").cfg.points
+    assert "points_syn" in (tmp_path / "headed" / "log.csv").read_text()  # the head is trained
     other = run(train_cmd(tmp_path / "other", real_model_path, "--init", str(smoke_run[0] / "best.pt"), "--set",
                           "network.fusion=false"))
     assert other.returncode == 1 and "another architecture" in other.stderr

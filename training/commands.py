@@ -50,6 +50,8 @@ def evaluate(commands) -> None:
                         "and print its table beside the network's; faces not found are listed")
     a.add_argument("--mirror", action="store_true",
                    help="the network's points averaged with those read from the mirrored crop (test-time augmentation)")
+    a.add_argument("--projected", action="store_true",
+                   help="score the face model's projected landmarks even where the network has a points head")
     a.add_argument("--floor", action="store_true",
                    help="instead: the fitting floor, the fit to the benchmark's own 68 points (no network)")
     a.add_argument("--every", type=int, default=1, metavar="N", help="score every N-th image (default: all)")

@@ -21,7 +21,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from backend.detect.align import crop_from_box
+from backend.detect.align import IBUG68_FLIP, crop_from_box
 from backend.io.atomic import write_bytes_atomic
 from backend.io.errors import MlafaceError
 from backend.io.images import load_image
@@ -33,29 +33,31 @@ from backend.render.camera import project, to_camera
 
 from .aflw2000 import REFERENCE_3DDFA_V2, balanced_table, load_samples, nme, nme_3d
 from .plots import ced_plot
-from .teacher_labels import IBUG68_FLIP
 
 
 @torch.no_grad()
-def predict_landmarks(net: MLANet, model: FaceModel, crops: np.ndarray) -> np.ndarray:
-    """crops: [B, S, S, 3] uint8 -> [B, 68, 3]: crop pixel x, y (0-based) and depth * focal / mean depth
-    (pixel units, larger towards the camera)."""
+def predict_landmarks(net: MLANet, model: FaceModel, crops: np.ndarray, projected: bool = False) -> np.ndarray:
+    """crops: [B, S, S, 3] uint8 -> [B, 68, 3]: crop pixel x, y (0-based; the points head's where the network
+    has one and `projected` is False, else the face model's landmark vertices projected) and the projected
+    vertices' depth * focal / mean depth (pixel units, larger towards the camera)."""
     device = next(net.parameters()).device
     x = torch.from_numpy(crops).to(device).permute(0, 3, 1, 2).float() / 255
-    p = net(x)
+    p, points, _ = net.predict(x)
     cam = to_camera(model.landmarks(model.vertices(p.identity, p.expression)), p.rotation, p.translation)
     S = net.cfg.image_size
     px = project(cam, p.focal, (S, S))
     depth = px[..., 2]
     z = -(depth - depth.mean(1, keepdim=True)) * p.focal[:, None] / depth.mean(1, keepdim=True)
-    return torch.cat([px[..., :2] - 0.5, z[..., None]], -1).cpu().numpy()
+    xy = px[..., :2] - 0.5 if points is None or projected else points
+    return torch.cat([xy, z[..., None]], -1).cpu().numpy()
 
 
 def evaluate(net: MLANet, model: FaceModel, folder: str | Path, every: int = 1, batch: int = 32, log=None,
-             mirror: bool = False) -> dict:
+             mirror: bool = False, projected: bool = False) -> dict:
     """Every `every`-th image of folder -> {"table": balanced_table of 2D NME, "table_3d": the same for 3D,
     "images": per-image rows}. mirror: test-time augmentation, the mean of the points read from the crop and,
-    mirrored back and renumbered (IBUG68_FLIP), from the mirrored crop."""
+    mirrored back and renumbered (IBUG68_FLIP), from the mirrored crop. projected: score the face model's
+    projected landmarks even where the network has a points head."""
     samples = load_samples(folder)[::every]
     S = net.cfg.image_size
     rows = []
@@ -63,9 +65,9 @@ def evaluate(net: MLANet, model: FaceModel, folder: str | Path, every: int = 1, 
         chunk = samples[i:i + batch]
         crops = [crop_from_box(load_image(s.image), s.box, size=S, scale=math.sqrt(2)) for s in chunk]
         images = np.stack([c.image for c in crops])
-        pred = predict_landmarks(net, model, images)
+        pred = predict_landmarks(net, model, images, projected)
         if mirror:
-            back = predict_landmarks(net, model, np.ascontiguousarray(images[:, :, ::-1]))[:, IBUG68_FLIP]
+            back = predict_landmarks(net, model, np.ascontiguousarray(images[:, :, ::-1]), projected)[:, IBUG68_FLIP]
             back[..., 0] = S - 1 - back[..., 0]
             pred = (pred + back) / 2
         for s, c, p in zip(chunk, crops, pred, strict=True):
@@ -231,9 +233,10 @@ def run(args: argparse.Namespace) -> int:
         print(f"\revaluating {done}/{total}", end="", file=sys.stderr, flush=True)
 
     folder = Path(args.data)
-    result = evaluate(net, model, folder, args.every, log=progress, mirror=args.mirror)
+    result = evaluate(net, model, folder, args.every, log=progress, mirror=args.mirror, projected=args.projected)
     print(file=sys.stderr)
-    label = f"{net.cfg.name} ({Path(weights).name}{', mirror TTA' if args.mirror else ''})"
+    label = f"{net.cfg.name} ({Path(weights).name}{', mirror TTA' if args.mirror else ''}" \
+            f"{', projected' if args.projected and net.cfg.points else ''})"
     out = Path(args.output)
     out.mkdir(parents=True, exist_ok=True)
     protocol = ("crop from the ground-truth 68-point box (sqrt(2)), 2D NME / sqrt(w*h), balanced over |yaw| bins "

@@ -4,6 +4,8 @@ say how much each matters.
 
 - landmark: mean distance / S over visible points (68 and 21 on synthetic faces, AFLW's visible 21 on real ones,
   the teacher's 68 weighted by their confidence);
+- points (variants with a points head): the same landmark distance for the head's 68 points, against the
+  synthetic faces' exact 68 and the teacher's (confidence-weighted) on real crops;
 - confidence (variants with a confidence head): each point's predicted error against its error (confidence_loss);
 - photometric: mean absolute sRGB difference between the rendered face (albedo model x SH light, through our
   differentiable renderer) and the image, over the pixels the face covers;
@@ -27,6 +29,7 @@ VERTEX_UNIT = 0.1  # metres
 @dataclass(frozen=True)
 class LossWeights:
     landmark: float = 1.0
+    points: float = 1.0
     photometric: float = 0.5
     vertex: float = 1.0
     expression: float = 0.5

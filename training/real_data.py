@@ -14,10 +14,10 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
+from backend.detect.align import IBUG68_FLIP
 from backend.io.errors import MlafaceError
 
 from .aflw_crops import AFLW21_FLIP
-from .teacher_labels import IBUG68_FLIP
 
 EYE_CENTRES = (7, 10)  # AFLW-21: left and right eye centres
 MOUTH_CENTRE = 18

@@ -31,7 +31,7 @@ from typing import NamedTuple
 
 import numpy as np
 
-from backend.detect.align import warp
+from backend.detect.align import IBUG68_FLIP, warp
 from backend.io.errors import MlafaceError
 from backend.io.npz_file import read_npz, write_npz
 
@@ -40,10 +40,6 @@ from .aflw_crops import load_crops
 from .teacher import SIZE, Teacher
 
 FORMAT, FORMAT_VERSION = "mlaface.teacher_labels", 1
-# index of each iBUG-68 point's mirror partner
-IBUG68_FLIP = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
-                        45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, 54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56,
-                        55, 64, 63, 62, 61, 60, 67, 66, 65])
 # AFLW-21 point -> the iBUG-68 point at the same place (left/right as seen in the image, as both schemes are)
 SAME_PLACE = {0: 17, 1: 19, 2: 21, 3: 22, 4: 24, 5: 26, 6: 36, 8: 39, 9: 42, 11: 45, 14: 30, 17: 48, 19: 54}
 # (zoom, shift x, shift y, mirrored): zoom > 1 shows the face larger; shifts in crop pixels

@@ -36,7 +36,7 @@ from backend.io.errors import MlafaceError
 from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint
-from backend.network.decode import decode_params, landmark_sigma
+from backend.network.decode import crop_points, decode_params, landmark_sigma
 from backend.network.mlanet import MLANet, create_network
 from backend.render.camera import to_landmark_pixels
 from backend.render.head import FaceRenderer
@@ -51,7 +51,7 @@ from .plots import training_curve
 from .real_data import RealFaces, balanced_indices, batch_indices, colour_jitter, framing_zoom
 from .run_log import RunLog
 from .synthetic import SyntheticFaces, SyntheticPool
-from .teacher_labels import read_labels
+from .teacher_labels import SAME_PLACE, read_labels
 
 NETWORK_TEXTURE = 60  # albedo components the network predicts unless its config says: the shipped networks' 60
 
@@ -132,6 +132,10 @@ class Trainer:
         self.real.zoom = self.val.zoom = zoom
         self.pool = SyntheticPool(self.synth, cfg.run.synthetic_pool, cfg.run.seed) if cfg.run.synthetic_pool \
             else None
+        if self.net.cfg.points:  # a new points head starts at the mean layout of the training framing
+            head = self.net.heads["points"].fc2
+            with torch.no_grad():
+                head.bias.copy_((((probe["lm68"].mean(0) + 0.5) / self.size - 0.5) / 0.5).reshape(-1))
 
         if self.cuda:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -164,12 +168,15 @@ class Trainer:
             self.net.load_state_dict(other.state_dict())
             grown = ""
         elif deepens(other, self.net):
-            grown = f" (stage depths {other.cfg.depths} -> {self.net.cfg.depths}: {deepen_from(self.net, other)} " \
-                    f"blocks added as identities)"
+            added = deepen_from(self.net, other)
+            parts = [f"stage depths {other.cfg.depths} -> {self.net.cfg.depths}: {added} blocks added as identities"
+                     ] if added else []
+            parts += ["the points head added"] if self.net.cfg.points > other.cfg.points else []
+            grown = f" ({'; '.join(parts)})"
         else:
             raise MlafaceError(f"{path}: a {other.cfg.name} network of another architecture than the config's "
                                f"{self.net.cfg.name} ({other.cfg} vs {self.net.cfg}; only more blocks per stage "
-                               f"may differ)")
+                               f"and an added points head may differ)")
         if self.rank == 0:
             self.log(f"initialised from {path}{grown}")
 
@@ -242,12 +249,19 @@ class Trainer:
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
         if "lm68" in real:  # the teacher's labels, weighted by their confidence
             terms["landmark_real68"] = losses.landmark_loss(lm68[n:], real["lm68"], real["w68"], S)
+        followed = lm68  # the points the pipeline follows: the points head's where there is one
+        if self.net.cfg.points:
+            followed = crop_points(raw.float(), self.net.cfg)
+            terms["points_syn"] = losses.landmark_loss(followed[:n], syn["lm68"],
+                                                       torch.ones_like(syn["lm68"][..., 0], dtype=torch.bool), S)
+            if "lm68" in real:
+                terms["points_real"] = losses.landmark_loss(followed[n:], real["lm68"], real["w68"], S)
         if self.net.cfg.confidence:
             truth, weight = syn["lm68"], torch.ones_like(syn["lm68"][..., 0])
             if "lm68" in real:
                 truth, weight = torch.cat([truth, real["lm68"]]), torch.cat([weight, real["w68"]])
             sigma = landmark_sigma(raw.float(), self.net.cfg)[:len(truth)]
-            terms["confidence"] = losses.confidence_loss(sigma, lm68[:len(truth)], truth, weight, S)
+            terms["confidence"] = losses.confidence_loss(sigma, followed[:len(truth)], truth, weight, S)
         terms["vertex"] = losses.vertex_loss(cam[:n], syn["verts_cam"])
         terms.update(losses.parameter_losses(p.rows(slice(None, n)), syn))
         terms.update(losses.prior_losses(p.rows(slice(n, None))))
@@ -264,8 +278,11 @@ class Trainer:
 
     @torch.no_grad()
     def validate(self) -> float:
-        """Mean 21-point NME (%, distance / sqrt(w * h) of the visible points' box) on the held-out crops."""
+        """Mean NME (%, distance / sqrt(w * h) of the visible 21 points' box) on the held-out crops of the points
+        the pipeline follows: the face model's 21 AFLW landmarks, or for a network with a points head its 68
+        points at the places the AFLW-21 scheme marks too (teacher_labels.SAME_PLACE, 13 of the 21)."""
         self.net.eval()
+        same21, same68 = list(SAME_PLACE), list(SAME_PLACE.values())
         errors = []
         for i in range(0, len(self.val), 64):
             index = torch.arange(i, min(i + 64, len(self.val)), device=self.device)
@@ -273,13 +290,17 @@ class Trainer:
             amp = torch.autocast("cuda", dtype=torch.bfloat16) if self.cuda else nullcontext()
             with amp:
                 raw = self.module(b["image"])
-            _, _, lm21 = self.geometry(decode_params(raw.float(), self.net.cfg))
-            vis = b["vis21"].float()
             big = torch.where(b["vis21"][..., None], b["lm21"], torch.full_like(b["lm21"], float("inf")))
             small = torch.where(b["vis21"][..., None], b["lm21"], torch.full_like(b["lm21"], -float("inf")))
             wh = small.amax(1) - big.amin(1)
             norm = (wh[:, 0] * wh[:, 1]).clamp(min=1).sqrt()
-            d = (lm21 - b["lm21"]).norm(dim=-1) / norm[:, None]
+            if self.net.cfg.points:
+                pred, truth, vis = (crop_points(raw.float(), self.net.cfg)[:, same68], b["lm21"][:, same21],
+                                    b["vis21"][:, same21].float())
+            else:
+                _, _, pred = self.geometry(decode_params(raw.float(), self.net.cfg))
+                truth, vis = b["lm21"], b["vis21"].float()
+            d = (pred - truth).norm(dim=-1) / norm[:, None]
             errors.append((d * vis).sum(1) / vis.sum(1).clamp(min=1))
         self.net.train()
         return float(torch.cat(errors).mean() * 100)

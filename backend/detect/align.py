@@ -33,6 +33,10 @@ TEMPLATE_68 = np.array([
     (0.3939, 0.6361), (0.4522, 0.6268), (0.5000, 0.6281), (0.5478, 0.6268), (0.6061, 0.6361), (0.5513, 0.6308),
     (0.5000, 0.6317), (0.4487, 0.6308),
 ])
+# index of each iBUG-68 point's mirror partner (left and right as seen in the image, as the scheme numbers them)
+IBUG68_FLIP = np.array([*range(16, -1, -1), *range(26, 16, -1), 27, 28, 29, 30, 35, 34, 33, 32, 31,
+                        45, 44, 43, 42, 47, 46, 39, 38, 37, 36, 41, 40, 54, 53, 52, 51, 50, 49, 48, 59, 58, 57, 56,
+                        55, 64, 63, 62, 61, 60, 67, 66, 65])
 # Points that expressions and head turns move least: the nose (27-35), the eyes (36-47), the mouth corners.
 ALIGN_POINTS = np.r_[27:48, 48, 54]
 

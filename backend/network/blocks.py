@@ -113,7 +113,8 @@ class StageAttention(nn.Module):
 
 class Fusion(nn.Module):
     """MSMA's multi-scale fusion of stages 2-4: lateral 1x1 convs, a top-down pathway, large-kernel attention on
-    each level, global pooling, concatenation -> [B, 3 * width]."""
+    each level -> the three levels [B, width, h, w] (strides 8, 16, 32); pooled and concatenated they are the
+    heads' [B, 3 * width] features (MLANet.forward_features)."""
 
     def __init__(self, in_channels: list[int], width: int, attention: bool,
                  kernels: tuple[int, int, int] = LKA_KERNELS):
@@ -123,11 +124,11 @@ class Fusion(nn.Module):
                                         for _ in in_channels])
         self.out_features = width * len(in_channels)
 
-    def forward(self, feats: list[torch.Tensor]) -> torch.Tensor:
+    def forward(self, feats: list[torch.Tensor]) -> list[torch.Tensor]:
         levels = [lat(f) for lat, f in zip(self.lateral, feats, strict=True)]
         for i in range(len(levels) - 2, -1, -1):  # top-down: coarse context into finer levels
             levels[i] = levels[i] + F.interpolate(levels[i + 1], size=levels[i].shape[-2:], mode="nearest")
-        return torch.cat([att(lv).mean((2, 3)) for att, lv in zip(self.attention, levels, strict=True)], dim=1)
+        return [att(lv) for att, lv in zip(self.attention, levels, strict=True)]
 
 
 class AttributeHead(nn.Module):

@@ -30,6 +30,8 @@ class NetworkConfig:
     n_texture: int = 80
     drop: float = 0.0
     confidence: bool = False  # a head for the 68 points' expected error (decode.landmark_sigma)
+    points: bool = False  # a head regressing the 68 points in the crop directly from the stride-16 map
+    # (MLANet.forward_features; decode.crop_points)
 
     def __post_init__(self):
         for name in ("depths", "widths", "lka_kernels"):  # lists from TOML or a checkpoint's plain types
@@ -47,10 +49,11 @@ VARIANTS = {
     "mlanet_r18": NetworkConfig(name="mlanet_r18", block="basic", depths=(2, 2, 2, 2), fusion_width=128,
                                 head_width=256),
     # for 2 CPU cores: depth-wise separable stages, a 3x3 stride-2 stem without max-pooling, 112 px crops,
-    # large-kernel attention over an 11 x 11 field (VAN's 23 x 23 takes 2/3 of a CPU training step there)
+    # large-kernel attention over an 11 x 11 field (VAN's 23 x 23 takes 2/3 of a CPU training step there); its
+    # 68 points regressed directly besides the face model's (they learn faster than pose and shape do on a CPU)
     "mlanet_dw": NetworkConfig(name="mlanet_dw", block="separable", depths=(1, 2, 3, 2), widths=(32, 64, 128, 256),
                                stem_width=16, fusion_width=64, head_width=128, image_size=112, lka_kernels=(3, 5, 2),
-                               confidence=True),
+                               confidence=True, points=True),
     "mlanet_tiny": NetworkConfig(name="mlanet_tiny", block="basic", depths=(1, 1, 1, 1), widths=(16, 32, 64, 128),
                                  stem_width=16, fusion_width=32, head_width=64, image_size=64),
 }

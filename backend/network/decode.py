@@ -20,13 +20,23 @@ def param_layout(cfg: NetworkConfig) -> dict[str, int]:
               "rotation": 6, "translation": 3, "log_focal": 1, "sh": 27}
     if cfg.confidence:
         layout["landmark_sigma"] = 68
+    if cfg.points:
+        layout["points"] = 136
     return layout
+
+
+def _slice(raw: torch.Tensor, cfg: NetworkConfig, name: str) -> torch.Tensor:
+    """The columns of attribute `name` in the parameter vector raw [B, P]."""
+    layout = param_layout(cfg)
+    names = list(layout)
+    start = sum(layout[n] for n in names[:names.index(name)])
+    return raw[:, start:start + layout[name]]
 
 
 def decode_params(raw: torch.Tensor, cfg: NetworkConfig) -> FaceParams:
     """The fixed maps from the parameter vector to FaceParams. A zero vector is the mean face, no expression,
     frontal at CROP_DEPTH, ambient light: heads start there."""
-    parts = dict(zip(param_layout(cfg), raw.split(list(param_layout(cfg).values()), dim=1), strict=True))
+    parts = {name: _slice(raw, cfg, name) for name in param_layout(cfg)}
     eye6 = raw.new_tensor([1.0, 0, 0, 0, 1.0, 0])
     t = parts["translation"]
     return FaceParams(
@@ -46,7 +56,11 @@ SIGMA_AT_ZERO = 0.02  # of the crop side: the confidence head's expected landmar
 def landmark_sigma(raw: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
     """The confidence head's expected error of each of the 68 points: [B, P] -> [B, 68], a fraction of the crop
     side (a Laplace scale: the loss is training.losses.confidence_loss). Only for cfg.confidence."""
-    layout = param_layout(cfg)
-    names = list(layout)
-    start = sum(layout[n] for n in names[:names.index("landmark_sigma")])
-    return SIGMA_AT_ZERO * torch.exp(raw[:, start:start + 68].clamp(-5, 5))
+    return SIGMA_AT_ZERO * torch.exp(_slice(raw, cfg, "landmark_sigma").clamp(-5, 5))
+
+
+def crop_points(raw: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
+    """The points head's 68 points: [B, P] -> [B, 68, 2] crop pixels (0-based centres; a zero vector is the crop's
+    centre). The iBUG-68 points of the benchmark's kind: 3D landmarks projected, the hidden jaw side included, as
+    the face model's landmark vertices are. Only for cfg.points."""
+    return cfg.image_size * (0.5 + 0.5 * _slice(raw, cfg, "points").reshape(-1, 68, 2)) - 0.5

@@ -8,7 +8,8 @@ with VAN's large-kernel attention, and multi-attribute learning with a head per 
       -> stem (stride 4) -> 4 stages (strides 4, 8, 16, 32), each followed by StageAttention
          (channel attention, then large-kernel spatial attention, residual)
       -> fusion of stages 2-4 (lateral 1x1, top-down sum, large-kernel attention per level, pooled, concatenated)
-      -> one MLP head per attribute -> FaceParams
+      -> one MLP head per attribute -> FaceParams; optionally a points head reading the fusion's stride-16 map
+         (not pooled) -> the 68 points in the crop
 
 Variants (`create_network(name)`): "mlanet_r50" (default; ResNet-50 body), "mlanet_r18" (ResNet-18 body, for
 CPU users), "mlanet_tiny" (for tests). Every attention and the fusion can be switched off by config for ablations.
@@ -17,6 +18,7 @@ CPU users), "mlanet_tiny" (for tests). Every attention and the fusion can be swi
 from __future__ import annotations
 
 from dataclasses import fields, replace
+from typing import NamedTuple
 
 import torch
 from torch import nn
@@ -25,7 +27,7 @@ from ..io.errors import MlafaceError
 from ..model.params import FaceParams
 from .blocks import AttributeHead, BasicBlock, Bottleneck, DepthwiseSeparable, Fusion, StageAttention, conv_bn
 from .config import DEFAULT_VARIANT, VARIANTS, NetworkConfig
-from .decode import decode_params, landmark_sigma, param_layout
+from .decode import crop_points, decode_params, landmark_sigma, param_layout
 
 BLOCKS = {"basic": BasicBlock, "bottleneck": Bottleneck, "separable": DepthwiseSeparable}
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
@@ -48,6 +50,17 @@ class Stage(nn.Module):
 
 
 
+class Prediction(NamedTuple):
+    """What a network predicts for B crops: params (FaceParams in the crop camera); points [B, 68, 2] crop pixels
+    from the points head, or None where the variant has none; sigma [B, 68] the expected error of the points the
+    pipeline follows (the head's, else the face model's projected landmarks) in crop pixels, or None where the
+    variant has no confidence head."""
+
+    params: FaceParams
+    points: torch.Tensor | None
+    sigma: torch.Tensor | None
+
+
 class MLANet(nn.Module):
     def __init__(self, cfg: NetworkConfig):
         super().__init__()
@@ -68,12 +81,17 @@ class MLANet(nn.Module):
         if cfg.fusion:
             self.fusion = Fusion([s.out_channels for s in stages[1:]], cfg.fusion_width, cfg.spatial_attention,
                                  cfg.lka_kernels)
-            n_features = self.fusion.out_features
+            n_features, map_channels = self.fusion.out_features, cfg.fusion_width
         else:
             self.fusion = None
-            n_features = cin
-        self.heads = nn.ModuleDict({name: AttributeHead(n_features, cfg.head_width, size, cfg.drop)
-                                    for name, size in param_layout(cfg).items()})
+            n_features, map_channels = cin, stages[2].out_channels
+        side = cfg.image_size
+        for _ in range(4):  # the stem's two stride-2 steps, then stages 2 and 3 (3x3 stride 2, padding 1)
+            side = (side + 1) // 2
+        self.heads = nn.ModuleDict({
+            name: AttributeHead(map_channels * side * side if name == "points" else n_features, cfg.head_width,
+                                size, cfg.drop)
+            for name, size in param_layout(cfg).items()})
         self.num_features = n_features
         for m in self.modules():
             if isinstance(m, nn.Conv2d):
@@ -88,35 +106,43 @@ class MLANet(nn.Module):
         if not torch.isfinite(image).all():
             raise MlafaceError("input images contain NaN or infinite values")
 
-    def forward_features(self, image: torch.Tensor) -> torch.Tensor:
-        """image: [B, 3, S, S] RGB in [0, 1] -> [B, num_features]."""
+    def forward_features(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """image: [B, 3, S, S] RGB in [0, 1] -> (the heads' features [B, num_features]: the fusion's levels
+        pooled, or the last stage's; the points head's map [B, C, S/16, S/16]: the fusion's stride-16 level, or
+        stage 3's), the map keeping where things are, which pooling loses."""
         x = self.stem((image - self.mean.to(image.dtype)) / self.std.to(image.dtype))
         feats = []
         for stage in self.stages:
             x = stage(x)
             feats.append(x)
-        return self.fusion(feats[1:]) if self.fusion is not None else x.mean((2, 3))
+        if self.fusion is None:
+            return x.mean((2, 3)), feats[2]
+        levels = self.fusion(feats[1:])
+        return torch.cat([lv.mean((2, 3)) for lv in levels], dim=1), levels[1]
 
-    def forward_head(self, features: torch.Tensor) -> torch.Tensor:
-        """[B, num_features] -> [B, P] parameter vector (layout `param_layout`)."""
-        return torch.cat([head(features) for head in self.heads.values()], dim=1)
+    def forward_head(self, features: torch.Tensor, spatial: torch.Tensor) -> torch.Tensor:
+        """features [B, num_features], spatial [B, C, S/16, S/16] (forward_features) -> [B, P] parameter vector
+        (layout `param_layout`)."""
+        return torch.cat([head(spatial.flatten(1) if name == "points" else features)
+                          for name, head in self.heads.items()], dim=1)
 
     def forward_raw(self, image: torch.Tensor) -> torch.Tensor:
         """image: [B, 3, S, S] RGB in [0, 1] -> [B, P] the parameter vector (unchecked: training's hot path)."""
-        return self.forward_head(self.forward_features(image))
+        return self.forward_head(*self.forward_features(image))
 
     def forward(self, image: torch.Tensor) -> FaceParams:
         """image: [B, 3, S, S] RGB in [0, 1] -> FaceParams in the crop camera (network/decode.py)."""
         self.check_input(image)
         return decode_params(self.forward_raw(image).float(), self.cfg)
 
-    def predict(self, image: torch.Tensor) -> tuple[FaceParams, torch.Tensor | None]:
-        """image: [B, 3, S, S] RGB in [0, 1] -> (FaceParams in the crop camera, the 68 points' expected error
-        [B, 68] in crop pixels, or None where the variant has no confidence head)."""
+    def predict(self, image: torch.Tensor) -> Prediction:
+        """image: [B, 3, S, S] RGB in [0, 1] -> Prediction (params, the points head's 68 points, their expected
+        error), in the crop's camera and pixels."""
         self.check_input(image)
         raw = self.forward_raw(image).float()
         sigma = landmark_sigma(raw, self.cfg) * self.cfg.image_size if self.cfg.confidence else None
-        return decode_params(raw, self.cfg), sigma
+        points = crop_points(raw, self.cfg) if self.cfg.points else None
+        return Prediction(decode_params(raw, self.cfg), points, sigma)
 
 
 

@@ -19,7 +19,7 @@ import numpy as np
 import torch
 
 from .. import __version__
-from ..detect.align import box_from_detection, crop_from_box, landmark_box
+from ..detect.align import IBUG68_FLIP, box_from_detection, crop_from_box, landmark_box
 from ..detect.landmarks import Face, detect_faces, get_provider
 from ..io.errors import MlafaceError
 from ..io.face_result import FaceResult
@@ -31,6 +31,7 @@ from ..model.face_model import FaceModel
 from ..model.params import FaceParams
 from ..model.store import find_network_weights, resolve_model_path
 from ..network.checkpoint import load_network
+from ..network.mlanet import MLANet
 from ..render.camera import focal_from_fov, to_camera, to_landmark_pixels
 from .blend import Blend, blend_landmarks
 from .fitting import FitConfig, FitResult, fit
@@ -44,12 +45,24 @@ NETWORK_PASSES = 2  # the crop from the detector's box, then from the network's 
 @dataclass(frozen=True)
 class NetworkStart:
     """The network's prediction for B faces: params in the photo cameras; landmarks [B, 68, 2] photo pixels (its
-    face's landmark vertices projected); sigma [B, 68] their expected error in photo pixels, or None where the
-    network has no confidence head."""
+    points head's, else its face's landmark vertices projected); sigma [B, 68] their expected error in photo
+    pixels, or None where the network has no confidence head."""
 
     params: FaceParams
     landmarks: np.ndarray
     sigma: np.ndarray | None
+
+
+def mirror_averaged(net: MLANet, x: torch.Tensor, points: torch.Tensor, sigma: torch.Tensor | None
+                    ) -> tuple[torch.Tensor, torch.Tensor | None]:
+    """Test-time augmentation of the points head: its points [B, 68, 2] (crop pixels) for crops x [B, 3, S, S]
+    averaged with those read from the mirrored crops, mirrored back and renumbered (IBUG68_FLIP); their expected
+    errors [B, 68] (or None) averaged the same way. On the benchmark's crops the average is 6% better than either
+    reading (README, Network)."""
+    _, back, back_sigma = net.predict(x.flip(-1))
+    back = back[:, IBUG68_FLIP]
+    back[..., 0] = x.shape[-1] - 1 - back[..., 0]
+    return (points + back) / 2, None if sigma is None else (sigma + back_sigma[:, IBUG68_FLIP]) / 2
 
 
 def fit_quality(fitted: FitResult, blend: Blend | None, b: int) -> dict:
@@ -126,15 +139,21 @@ class Reconstructor:
         sizes = [im.shape[:2] for im in images]
         focal = torch.tensor([focal_from_fov(s, cfg.fov_deg) for s in sizes], device=self.device)
         boxes = [box_from_detection(f.box) for f in faces]
-        for _ in range(NETWORK_PASSES):
+        for i in range(NETWORK_PASSES):
+            last = i == NETWORK_PASSES - 1
             crops = [crop_from_box(im, box, size, math.sqrt(2)) for im, box in zip(images, boxes, strict=True)]
             x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2)
-            params, sigma = self.net.predict(x.float() / 255)
+            params, head_points, sigma = self.net.predict(x.float() / 255)
+            if head_points is not None and last:
+                head_points, sigma = mirror_averaged(self.net, x.float() / 255, head_points, sigma)
             marks = self.model.landmarks(self.model.vertices(params.identity, params.expression))  # [B, 68, 3]
             params = params.crop_to_photo(np.stack([c.to_photo for c in crops]), sizes, size, focal, marks.mean(1))
-            cam = to_camera(marks, params.rotation, params.translation)
-            points = [to_landmark_pixels(cam[b:b + 1], params.focal[b:b + 1], sizes[b])[0].cpu().numpy()
-                      for b in range(len(images))]
+            if head_points is None:  # the face model's landmark vertices, projected
+                cam = to_camera(marks, params.rotation, params.translation)
+                points = [to_landmark_pixels(cam[b:b + 1], params.focal[b:b + 1], sizes[b])[0].cpu().numpy()
+                          for b in range(len(images))]
+            else:
+                points = [c.points_to_photo(p) for c, p in zip(crops, head_points.cpu().numpy(), strict=True)]
             boxes = [landmark_box(p) for p in points]
         scale = np.array([c.to_photo[0, 0] for c in crops])  # photo pixels per crop pixel (no rotation)
         sigma = None if sigma is None else sigma.cpu().numpy() * scale[:, None]
