@@ -56,7 +56,7 @@ def unwrap_crops(images: np.ndarray, pts21: np.ndarray, size: int, batch: int = 
     data = read_model(resolve_model_path(model_path))
     model, mesh = FaceModel.from_data(data), TileMesh.from_data(data)
     face = model.face_subset()  # fitting sees only the face: 3x fewer vertices than the head
-    cfg = FitConfig(steps=60, rigid_steps=20, window=64, landmark_set="aflw21")
+    cfg = FitConfig(window=64, landmark_set="aflw21")
     albedos, weights, covered = [], [], None
     start = time.perf_counter()
     for i in range(0, len(images), batch):

@@ -1,18 +1,17 @@
-"""Test-time fitting of the face model to photos (analysis by synthesis, Adam in PyTorch, then one linear solve).
+"""Test-time fitting of the face model to photos (a damped Gauss-Newton landmark fit, then one linear solve).
 
-Unknowns per photo: expression (53 weights, projected back into [0, 1] after every step), rotation, translation,
-focal length (pixels, with a prior); identity (100) per photo, or one for all photos of a person
-(`shared_identity`). Terms:
+Unknowns per photo: expression (53 weights, kept in [0, 1]), rotation, translation, focal length (pixels, with a
+prior); identity (100) per photo, or one for all photos of a person (`shared_identity`). Terms:
 - landmarks: the model's 68 landmark vertices projected into the photo against the given points, normalised
   by the face's size. For a detector's points (`FitConfig.far_contour`), the jaw contour (iBUG 0-16) weighs less
   and on a face turned more than CONTOUR_YAW_DEG the contour of the far side is dropped: there the detector
   follows the silhouette, not fixed points of the face. Points that are projections of fixed 3D points (the
   network's, the blend's, the benchmark's) keep the whole contour (`FitConfig.for_3d_points`). Only the landmark
-  vertices are computed in the loop (FaceModel.landmark_subset), so a step costs a few milliseconds;
+  vertices are computed (FaceModel.landmark_subset);
 - priors: identity and expression towards zero, focal towards its start.
-The learning rate stays at `lr` through the rigid steps, then decays along a half cosine (FitConfig.learning_rate).
-Faces fitted together do not change each other's fit (Adam steps each coefficient on its own; the loss is a
-mean over faces), so a batch of photos gives what each alone would.
+The solve (`_Problem`) is Levenberg-Marquardt on the mean point distance by iteratively reweighted least squares:
+20 steps of a few milliseconds where Adam needed 100 and more to come near (README, What users get). Faces are
+independent problems with their own damping, so a batch of photos gives what each alone would.
 Then, with `FitConfig.light`, the SH light and a constant skin albedo are solved in closed form from the photo
 (`solve_light`: the fitted face skin rendered once by render/raster.py into a `window`-pixel square around the face,
 a robust least-squares fit of the shaded colour); the shape does not move for it.
@@ -53,10 +52,9 @@ LIGHT_ROUNDS = 4  # reweighted least-squares rounds of solve_light (an L1 fit: h
 
 @dataclass(frozen=True)
 class FitConfig:
-    steps: int = FIT_STEPS
-    rigid_steps: int = 40
-    lr: float = 0.02
-    lr_end: float = 0.05  # the learning rate's share at the last step (learning_rate)
+    steps: int = FIT_STEPS  # damped Gauss-Newton steps (_Problem.solve)
+    rigid_steps: int = 3  # the first steps move the pose alone
+    damping: float = 1e-3  # Marquardt's lambda at the first step (it shrinks after a kept step, grows after a miss)
     w_landmark: float = 1.0
     w_contour: float = 0.5
     w_identity: float = 2e-4
@@ -70,23 +68,12 @@ class FitConfig:
     landmark_set: str = "ibug68"  # or "aflw21" (AFLW's 21 points; NaN marks a hidden point)
     far_contour: bool = True  # drop the far side's jaw contour on turned faces (a detector's silhouette points)
 
-    def learning_rate(self, step: int) -> float:
-        """lr through the rigid steps, then down a half cosine to lr * lr_end at the last step: at a fixed rate
-        Adam kept the head oscillating (the end was often worse than halfway); with the decay 100 steps fit the
-        dev images as well as 150 did without it (README, What users get)."""
-        if step < self.rigid_steps:
-            return self.lr
-        t = (step - self.rigid_steps) / max(1, self.steps - 1 - self.rigid_steps)
-        return self.lr * (self.lr_end + (1 - self.lr_end) * 0.5 * (1 + math.cos(math.pi * min(t, 1.0))))
-
     def __post_init__(self):
         if self.steps < 0 or self.rigid_steps < 0:
             raise MlafaceError(f"fitting steps must be 0 or more, got steps={self.steps}, "
                                f"rigid_steps={self.rigid_steps}")
-        if not self.lr > 0:
-            raise MlafaceError(f"fitting learning rate must be above 0, got {self.lr}")
-        if not 0 < self.lr_end <= 1:
-            raise MlafaceError(f"the learning rate's end share must be in (0, 1], got {self.lr_end}")
+        if not self.damping > 0:
+            raise MlafaceError(f"fitting damping must be above 0, got {self.damping}")
         weights = {k: v for k, v in vars(self).items() if k.startswith("w_")}
         negative = [f"{k}={v}" for k, v in weights.items() if not v >= 0]
         if negative:
@@ -199,50 +186,11 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
         raise MlafaceError("fitting needs at least 4 visible landmarks per photo")
     init = start_params(model, landmarks, sizes, cfg) if init is None else init.map(lambda t: t.to(device, dtype))
     term = _LandmarkTerm(model, landmarks, given, sizes, cfg.landmark_set, device)
-
-    identity = (init.identity.mean(0, keepdim=True) if shared_identity else init.identity).clone()
-    identity.requires_grad_(not fixed_identity)
-    expression = init.expression.clamp(0, 1).clone().requires_grad_()
-    omega = torch.zeros(B, 3, dtype=dtype, device=device, requires_grad=True)
-    trans = init.translation.clone().requires_grad_()
-    log_focal = torch.zeros(B, dtype=dtype, device=device, requires_grad=True)
-
-    def state() -> FaceParams:
-        return replace(init, identity=identity.expand(B, -1) if shared_identity else identity,
-                       expression=expression, rotation=axis_angle_to_matrix(omega) @ init.rotation,
-                       translation=trans, focal=init.focal * torch.exp(log_focal))
-
+    problem = _Problem(term, init, cfg, shared_identity, fixed_identity)
     with torch.no_grad():
-        start = state().map(lambda t: t.detach().clone())
+        start = problem.params(problem.theta)
         error_start, _ = term.error(start)
-
-    optim = torch.optim.Adam([{"params": [omega, trans, log_focal], "lr": cfg.lr},
-                              {"params": [p for p in (identity, expression) if p.requires_grad], "lr": cfg.lr}])
-    for step in range(cfg.steps):
-        for group in optim.param_groups:
-            group["lr"] = cfg.learning_rate(step)
-        p = state()
-        lm_err, _ = term.error(p, landmark_weights(p.rotation.detach(), cfg.w_contour, cfg.landmark_set,
-                                                   cfg.far_contour))
-        loss = cfg.w_landmark * lm_err.mean() * 10
-        loss = loss + cfg.w_focal * log_focal.square().mean()
-        if step >= cfg.rigid_steps:
-            loss = loss + cfg.w_identity * identity.square().sum(1).mean()
-            loss = loss + cfg.w_expression * expression.square().sum(1).mean()
-            loss = loss + cfg.w_expression_l1 * expression.sum(1).mean()
-        if progress and step % PROGRESS_EVERY == 0:
-            progress(step, cfg.steps)
-        optim.zero_grad()
-        loss.backward()
-        if step < cfg.rigid_steps:  # pose first: the shape only moves once the head is roughly in place
-            for q in (identity, expression):
-                q.grad = None
-        optim.step()
-        with torch.no_grad():
-            expression.clamp_(0, 1)
-
-    with torch.no_grad():
-        end = state().map(lambda t: t.detach())
+        end = problem.solve(progress)
         error_end, pix = term.error(end)
         worse = error_end > error_start
         if worse.any():  # keep the start where fitting did not help
@@ -259,6 +207,155 @@ def fit(model: FaceModel, images: list[np.ndarray], landmarks: list[np.ndarray],
                                      model.face_triangles(), cfg.window, cfg.w_light)
             end = replace(end, sh=sh)
     return FitResult(params=end, albedo=albedo, landmarks=pix, error_start=error_start, error_end=error_end)
+
+
+class _Problem:
+    """The fit's objective and its Levenberg-Marquardt solve. Per face b:
+
+        E_b = 10 w_landmark err_b + w_focal log(f_b / f0_b)^2 + w_expression |e_b|^2 + w_expression_l1 sum(e_b)
+              + w_identity |i_b|^2
+
+    with err_b the weighted mean landmark distance / face size (_LandmarkTerm, landmark_weights). Faces are
+    independent problems, each with its own damping, so a face fitted with others fits as alone; with a shared
+    identity the B faces are one problem, mean_b E_b with the identity's prior counted once.
+
+    Unknowns of face b, in this order: identity (K; absent when fixed; shared: once for all faces), expression
+    (E, kept in [0, 1]), a rotation increment (3, axis-angle, applied on the left of the current rotation and
+    reset every step), translation (3, metres), log focal ratio (1). The mean distance is minimised by
+    iteratively reweighted least squares: each step weighs every point's squared residual by 1 / (2 d) at its
+    current distance d, whose minimum is the distances' own; the Gauss-Newton system of the residuals' Jacobian
+    (autograd, one vectorised pass) is damped by lam * diag (Marquardt), a step is kept only where it lowers E
+    (else lam grows and the step is tried again), and expression is clipped into [0, 1]. The first
+    cfg.rigid_steps steps move the pose alone."""
+
+    TRIES = 4  # damped solves per step before a face keeps its state for this step
+
+    def __init__(self, term: _LandmarkTerm, init: FaceParams, cfg: FitConfig, shared: bool, fixed: bool):
+        self.term, self.init, self.cfg, self.shared, self.fixed = term, init, cfg, shared, fixed
+        B, K, E = init.identity.shape[0], init.identity.shape[1], init.expression.shape[1]
+        self.B, self.K, self.E = B, (0 if fixed else K), E
+        self.Q = E + 7  # per-face unknowns besides identity
+        per_face = [init.expression.clamp(0, 1), torch.zeros(B, 3, dtype=init.expression.dtype,
+                                                            device=init.expression.device),
+                    init.translation, torch.zeros(B, 1, dtype=init.expression.dtype, device=init.expression.device)]
+        rest = torch.cat(per_face, 1)  # [B, Q]
+        self.rotation = init.rotation.clone()
+        if self.shared:  # one problem: [identity, face 0's rest, face 1's rest, ...]
+            identity = init.identity.mean(0, keepdim=True)[:, :self.K]
+            self.theta = torch.cat([identity, rest.reshape(1, -1)], 1)
+        else:
+            self.theta = torch.cat([init.identity[:, :self.K], rest], 1)  # [B, K + Q]
+        self.groups = 1 if shared else B
+
+    def faces(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor, torch.Tensor,
+                                                 torch.Tensor]:
+        """The problems' unknowns [G, N] -> per face identity [B, K], expression [B, E], rotation increment
+        [B, 3], translation [B, 3], log focal ratio [B]."""
+        B, K = self.B, self.K
+        if self.shared:
+            identity = theta[:, :K].expand(B, -1)
+            rest = theta[:, K:].reshape(B, self.Q)
+        else:
+            identity, rest = theta[:, :K], theta[:, K:]
+        if self.fixed:
+            identity = self.init.identity
+        e, w, t, lf = rest.split([self.E, 3, 3, 1], dim=1)
+        return identity, e, w, t, lf[:, 0]
+
+    def params(self, theta: torch.Tensor) -> FaceParams:
+        identity, e, w, t, lf = self.faces(theta)
+        return replace(self.init, identity=identity, expression=e, rotation=axis_angle_to_matrix(w) @ self.rotation,
+                       translation=t, focal=self.init.focal * torch.exp(lf))
+
+    def distances(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """[G, N] -> (each point's offset from its given point / face size [B, L, 2], the model's points in photo
+        pixels [B, L, 2])."""
+        p, term = self.params(theta), self.term
+        marks = to_camera(term.model.landmarks(term.model.vertices(p.identity, p.expression), term.kind),
+                          p.rotation, p.translation)
+        pix = to_landmark_pixels(marks, p.focal, (1, 1), term.principal)
+        return (pix - term.points) / term.norm[:, None, None], pix
+
+    def objective(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
+        """[G, N] unknowns, [B, L] point weights -> [G] E (see the class)."""
+        cfg = self.cfg
+        identity, e, _, _, lf = self.faces(theta)
+        d = self.distances(theta)[0].norm(dim=-1)
+        err = (d * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
+        face = (10 * cfg.w_landmark * err + cfg.w_focal * lf.square() + cfg.w_expression * e.square().sum(1)
+                + cfg.w_expression_l1 * e.sum(1))
+        if self.shared:
+            return (face.mean() + cfg.w_identity * theta[:, :self.K].square().sum(1)).reshape(1)
+        return face + cfg.w_identity * identity.square().sum(1)
+
+    def solve(self, progress=None) -> FaceParams:
+        """cfg.steps damped Gauss-Newton steps from init -> the fitted FaceParams."""
+        cfg, B, K, Q, E = self.cfg, self.B, self.K, self.Q, self.E
+        n = 1 / B if self.shared else 1.0  # each face's share of its problem's objective
+        prior, linear = torch.zeros_like(self.theta), torch.zeros_like(self.theta)  # per unknown
+        prior[:, :K] = cfg.w_identity
+        prior[:, K:].view(-1, Q)[:, :E] = n * cfg.w_expression
+        prior[:, K:].view(-1, Q)[:, -1] = n * cfg.w_focal
+        linear[:, K:].view(-1, Q)[:, :E] = n * cfg.w_expression_l1
+        shape = torch.zeros(self.theta.shape[1], dtype=torch.bool, device=self.theta.device)
+        shape[:K] = True
+        shape[K:].view(-1, Q)[:, :E] = True
+        lam = torch.full((self.groups,), cfg.damping, dtype=torch.float64, device=self.theta.device)
+        for step in range(cfg.steps):
+            if progress and step % PROGRESS_EVERY == 0:
+                progress(step, cfg.steps)
+            theta = self.theta
+            weights = landmark_weights(self.params(theta).rotation, cfg.w_contour, cfg.landmark_set,
+                                       cfg.far_contour) * self.term.seen
+            before = self.objective(theta, weights)
+            d = self.distances(theta)[0].norm(dim=-1)
+            # IRLS: 10 w_landmark n sum(w d) / sum(w) ~ sum(c d^2) + const near the current d, c = that / (2 d)
+            c = 10 * cfg.w_landmark * n * weights / weights.sum(1, keepdim=True).clamp(min=1e-6) \
+                / (2 * d.clamp(min=1e-3))
+            H, g = self._normal_equations(c, prior, linear)
+            if step < cfg.rigid_steps:  # pose first: the shape moves once the head is roughly in place
+                H[:, shape, :] = 0
+                H[:, :, shape] = 0
+                H[:, shape, shape] = 1
+                g[:, shape] = 0
+            diag = torch.diagonal(H, dim1=1, dim2=2)
+            done = torch.zeros(self.groups, dtype=torch.bool, device=lam.device)
+            for _ in range(self.TRIES):
+                delta = torch.linalg.solve(H + torch.diag_embed(lam[:, None] * diag + 1e-12), -g[..., None])[..., 0]
+                trial = theta + delta.to(theta.dtype)
+                trial[:, K:].view(-1, Q)[:, :E].clamp_(0, 1)
+                better = ~done & (self.objective(trial, weights) < before)
+                theta = torch.where(better[:, None], trial, theta)
+                lam = torch.where(better, lam / 3, torch.where(done, lam, lam * 4))
+                done |= better
+                if done.all():
+                    break
+            _, _, w, _, _ = self.faces(theta)  # fold the rotation increment into the rotation
+            self.rotation = axis_angle_to_matrix(w) @ self.rotation
+            theta = theta.clone()
+            theta[:, K:].view(-1, Q)[:, E:E + 3] = 0
+            self.theta = theta
+        return self.params(self.theta)
+
+    def _normal_equations(self, c: torch.Tensor, prior: torch.Tensor, linear: torch.Tensor
+                          ) -> tuple[torch.Tensor, torch.Tensor]:
+        """The Gauss-Newton system of sum(c d^2) + sum(prior theta^2) + sum(linear theta) about the current
+        unknowns (d: each point's offset / face size): H [G, N, N] and g [G, N], half the Hessian's estimate and
+        half the gradient, float64."""
+        def rows(theta: torch.Tensor) -> torch.Tensor:  # [B, L * 2] the weighted residuals
+            return (self.distances(theta)[0] * c[..., None].sqrt()).reshape(self.B, -1)
+
+        with torch.enable_grad():
+            if self.shared:  # one problem: every face's rows against the one vector
+                J = torch.autograd.functional.jacobian(lambda th: rows(th).reshape(-1), self.theta, vectorize=True)
+            else:  # face b's rows depend on its own unknowns alone: one pass of the rows summed over faces
+                J = torch.autograd.functional.jacobian(lambda th: rows(th).sum(0), self.theta, vectorize=True)
+        J = J.double().permute(1, 0, 2)  # [G, R, N]
+        r = rows(self.theta).double().reshape(self.groups, -1, 1)
+        theta = self.theta.double()
+        H = J.transpose(1, 2) @ J + torch.diag_embed(prior.double())
+        g = (J.transpose(1, 2) @ r)[..., 0] + prior.double() * theta + linear.double() / 2
+        return H, g
 
 
 @torch.no_grad()
