@@ -44,8 +44,7 @@ def nme(pred: np.ndarray, gt: np.ndarray) -> float:
 def rec(real_model_path):
     if not FACES.is_dir():
         pytest.skip(f"{FACES} is absent")
-    return Reconstructor(ReconstructOptions(model=str(real_model_path), fit_steps=60, texture_size=512,
-                                            device="cpu"))
+    return Reconstructor(ReconstructOptions(model=str(real_model_path), texture_size=512, device="cpu"))
 
 
 @pytest.fixture(scope="module")

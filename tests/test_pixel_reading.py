@@ -87,8 +87,7 @@ def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor
 
     data, frames = wink
-    rec = Reconstructor(ReconstructOptions(model=str(real_model_path), fit_steps=60, texture_size=256,
-                                           device="cpu"))
+    rec = Reconstructor(ReconstructOptions(model=str(real_model_path), texture_size=256, device="cpu"))
     faces = [detect_faces(rec.provider, f, "wink", False)[0] for f in frames]
     opened, blends = rec.fit_faces([frames[0]], [faces[0]], False, rec.options.fit_config(w_expression_l1=0.03))
     head = rec.face_result(opened, blends[0], 0, frames[0], faces[0], "wink", 0, False, {})
