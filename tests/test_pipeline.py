@@ -23,7 +23,7 @@ from backend.io.gltf import write_glb
 from backend.io.obj import read_obj, write_obj
 from backend.network.mlanet import create_network
 from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
-from backend.reconstruct.fitting import FitConfig, fit
+from backend.reconstruct.fitting import FitConfig, _LandmarkTerm, _Problem, fit, start_params
 from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor, mirror_averaged
 from backend.render.camera import to_camera, to_landmark_pixels
 
@@ -174,6 +174,25 @@ def test_fitting_never_ends_worse(rec):
     r = fit(rec.model, [image], [face.landmarks], strong, start.params)
     assert float(r.error_end[0]) <= float(r.error_start[0]) + 1e-6
     torch.testing.assert_close(r.params.identity, start.params.identity)
+
+
+def test_fit_jacobian_is_autograds(rec):
+    """The fit's closed-form Jacobian (fitting._Problem.jacobian: bases, rotation increment, translation, pinhole,
+    log focal) equals autograd's of the same offsets, with identity free and fixed, to float32 rounding."""
+    model = rec.model
+    g = torch.Generator().manual_seed(1)
+    points = [np.random.default_rng(i).uniform(100, 300, (68, 2)) for i in range(2)]
+    sizes = [(480, 640)] * 2
+    init = start_params(model, points, sizes, FitConfig(), identity=0.5 * torch.randn(2, 100, generator=g),
+                        expression=0.3 * torch.rand(2, 53, generator=g))
+    term = _LandmarkTerm(model, points, [np.ones(68, bool)] * 2, sizes, "ibug68", torch.device("cpu"))
+    for fixed in (False, True):
+        problem = _Problem(term, init, FitConfig(), False, fixed)
+        ours = problem.jacobian(problem.theta)
+        theirs = torch.autograd.functional.jacobian(lambda t, pr=problem: pr.distances(t)[0].sum(0).reshape(-1),
+                                                    problem.theta).permute(1, 0, 2)
+        assert ours.shape == (2, 136, 60 + 100 * (not fixed))
+        torch.testing.assert_close(ours, theirs, atol=1e-5, rtol=1e-4)
 
 
 def test_fit_converges_to_a_known_head(rec):

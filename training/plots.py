@@ -42,7 +42,7 @@ def training_curve(log_csv: str | Path, png: str | Path) -> None:
         ax_val.plot(*zip(*val, strict=True), marker="o")
     ax_val.set_xlabel("step")
     ax_val.set_ylabel("NME (%)")
-    ax_val.set_title("held-out AFLW crops, 21 points")
+    ax_val.set_title("held-out AFLW crops (Trainer.validate)")
     fig.tight_layout()
     with atomic_path(Path(png)) as tmp:
         fig.savefig(tmp, dpi=90, format="png")

@@ -1,8 +1,8 @@
 """The points a fit follows: the detector's 68 landmarks and the network's, blended by their expected errors.
 
 dlib's points are right on frontal faces and wrong on turned ones (beyond ~30 degrees it follows the silhouette
-or loses the face); the network's points are the projected landmark vertices of its prediction, right at every
-pose to within what its confidence head says. The rule, per face and point:
+or loses the face); the network's points (its points head's, or the projected landmark vertices of its
+prediction) are right at every pose to within what its confidence head says. The rule, per face and point:
 
 1. the network's point p_net with its expected error s_net: the confidence head's sigma (crop pixels scaled into
    the photo); a network without a confidence head gets NETWORK_ERROR of the face size;

@@ -10,7 +10,7 @@ prior); identity (100) per photo, or one for all photos of a person (`shared_ide
   vertices are computed (FaceModel.landmark_subset);
 - priors: identity and expression towards zero, focal towards its start.
 The solve (`_Problem`) is Levenberg-Marquardt on the mean point distance by iteratively reweighted least squares:
-20 steps of a few milliseconds where Adam needed 100 and more to come near (README, What users get). Faces are
+20 steps of about a millisecond where Adam needed 100 and more to come near (README, What users get). Faces are
 independent problems with their own damping, so a batch of photos gives what each alone would.
 Then, with `FitConfig.light`, the SH light and a constant skin albedo are solved in closed form from the photo
 (`solve_light`: the fitted face skin rendered once by render/raster.py into a `window`-pixel square around the face,
@@ -224,7 +224,7 @@ class _Problem:
     reset every step), translation (3, metres), log focal ratio (1). The mean distance is minimised by
     iteratively reweighted least squares: each step weighs every point's squared residual by 1 / (2 d) at its
     current distance d, whose minimum is the distances' own; the Gauss-Newton system of the residuals' Jacobian
-    (autograd, one vectorised pass) is damped by lam * diag (Marquardt), a step is kept only where it lowers E
+    (in closed form: `jacobian`) is damped by lam * diag (Marquardt), a step is kept only where it lowers E
     (else lam grows and the step is tried again), and expression is clipped into [0, 1]. The first
     cfg.rigid_steps steps move the pose alone."""
 
@@ -337,24 +337,62 @@ class _Problem:
             self.theta = theta
         return self.params(self.theta)
 
+    def jacobian(self, theta: torch.Tensor) -> torch.Tensor:
+        """d (each point's offset / face size) / d unknowns at theta, whose rotation increments are 0 (as at the
+        start of every step): [B, L * 2, N_face] for each face's own unknowns, in the order of the class
+        docstring (identity absent when fixed). Closed form: the model is linear in identity and expression,
+        then rotation, translation and the pinhole projection (render/camera.project)."""
+        term, p = self.term, self.params(theta)
+        verts = term.model.vertices(p.identity, p.expression)
+        marks = term.model.landmarks(verts, term.kind)  # [B, L, 3] model space
+        rotated = marks @ p.rotation.transpose(1, 2)  # R X
+        x, y, z = (rotated + p.translation[:, None]).unbind(-1)
+        f, d = p.focal[:, None], -z
+        zero = torch.zeros_like(x)
+        # d pixel / d camera point [B, L, 2, 3]
+        dpix = torch.stack([torch.stack([f / d, zero, f * x / d**2], -1),
+                            torch.stack([zero, -f / d, -f * y / d**2], -1)], -2)
+        index = getattr(term.model, f"landmarks_{term.kind}")
+        V = term.model.n_vertices
+        columns = []
+        if self.K:
+            basis = term.model.identity_basis.view(-1, V, 3)[:, index]  # [K, L, 3]
+            columns.append(torch.einsum("bij,klj->blik", p.rotation, basis))
+        basis = term.model.expression_basis.view(-1, V, 3)[:, index]  # [E, L, 3]
+        columns.append(torch.einsum("bij,elj->blie", p.rotation, basis))
+        q1, q2, q3 = rotated.unbind(-1)  # d (exp(w) R X) / d w at w = 0 is -[R X]x
+        columns.append(torch.stack([torch.stack([zero, q3, -q2], -1), torch.stack([-q3, zero, q1], -1),
+                                    torch.stack([q2, -q1, zero], -1)], -2))
+        columns.append(torch.eye(3, dtype=x.dtype, device=x.device).expand(*x.shape, 3, 3))
+        J = dpix @ torch.cat(columns, -1)  # [B, L, 2, N_face - 1]
+        focal = torch.stack([f * x / d, -f * y / d], -1)[..., None]  # d pixel / d log focal
+        J = torch.cat([J, focal], -1) / term.norm[:, None, None, None]
+        return J.reshape(self.B, -1, J.shape[-1])
+
     def _normal_equations(self, c: torch.Tensor, prior: torch.Tensor, linear: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gauss-Newton system of sum(c d^2) + sum(prior theta^2) + sum(linear theta) about the current
         unknowns (d: each point's offset / face size): H [G, N, N] and g [G, N], half the Hessian's estimate and
         half the gradient, float64."""
-        def rows(theta: torch.Tensor) -> torch.Tensor:  # [B, L * 2] the weighted residuals
-            return (self.distances(theta)[0] * c[..., None].sqrt()).reshape(self.B, -1)
-
-        with torch.enable_grad():
-            if self.shared:  # one problem: every face's rows against the one vector
-                J = torch.autograd.functional.jacobian(lambda th: rows(th).reshape(-1), self.theta, vectorize=True)
-            else:  # face b's rows depend on its own unknowns alone: one pass of the rows summed over faces
-                J = torch.autograd.functional.jacobian(lambda th: rows(th).sum(0), self.theta, vectorize=True)
-        J = J.double().permute(1, 0, 2)  # [G, R, N]
-        r = rows(self.theta).double().reshape(self.groups, -1, 1)
+        B, K, Q = self.B, self.K, self.Q
+        w = c.repeat_interleave(2, dim=1).double()  # [B, L * 2]
+        J = self.jacobian(self.theta).double()  # [B, R, K + Q]
+        r = self.distances(self.theta)[0].reshape(B, -1).double()
+        Jw = J * w[..., None]
+        if self.shared:  # one problem: the identity columns shared, each face's own block after them
+            N = K + B * Q
+            H = torch.zeros(1, N, N, dtype=torch.float64, device=J.device)
+            g = torch.zeros(1, N, dtype=torch.float64, device=J.device)
+            for b in range(B):
+                cols = torch.cat([torch.arange(K), K + b * Q + torch.arange(Q)]).to(J.device)
+                H[0, cols[:, None], cols[None, :]] += Jw[b].T @ J[b]
+                g[0, cols] += Jw[b].T @ r[b]
+        else:
+            H = Jw.transpose(1, 2) @ J
+            g = (Jw.transpose(1, 2) @ r[..., None])[..., 0]
         theta = self.theta.double()
-        H = J.transpose(1, 2) @ J + torch.diag_embed(prior.double())
-        g = (J.transpose(1, 2) @ r)[..., 0] + prior.double() * theta + linear.double() / 2
+        H = H + torch.diag_embed(prior.double())
+        g = g + prior.double() * theta + linear.double() / 2
         return H, g
 
 
