@@ -48,9 +48,10 @@ KEYFRAMES = 8
 # Sparsity of per-frame expressions. On the test clip (training/clip_eval.py, no smoothing): 0 -> the shapes
 # that should stay off average 0.083; 0.01 -> 0.019; 0.03 -> 0.003, and jawOpen's error drops 0.100 -> 0.079.
 EXPRESSION_L1 = 0.03
-# The frames' focal length is the keyframes' (one camera), held by a prior 100 times the photo fit's: free, the
-# per-frame fits trade focal against yaw (the test clip's yaw error 2.3 degrees instead of 1.3).
-FOCAL_HELD = 1.0
+# One camera for the whole clip, its focal length held near the field-of-view prior (keyframes) and then the
+# keyframes' (frames) by a prior 100 times a photo's: landmarks barely tell focal length from distance, and a free
+# focal trades against the head's turn (test clip: yaw error 1.5 degrees held, 2.9 free; jawOpen's 0.023 and 0.031).
+CLIP_FOCAL = 1.0
 CARRY_SECONDS = 0.15  # a detector miss shorter than this keeps the landmarks of the last box; longer is "lost"
 
 
@@ -153,7 +154,7 @@ def _identity(rec, clip: Path, options: AnimateOptions, good: list[TrackedFrame]
     keys = [f for f in good if f.index in picks]
     key_images, key_faces = [images[f.index] for f in keys], _faces(keys, rec.provider.name)
     fitted, blends = rec.fit_faces(key_images, key_faces, True,
-                                   rec.options.fit_config(w_expression_l1=EXPRESSION_L1))
+                                   rec.options.fit_config(w_expression_l1=EXPRESSION_L1, w_focal=CLIP_FOCAL))
     b = int(torch.argmin(fitted.params.rotation[:, :2, 2].norm(dim=1)))  # the nose (+z) nearest the view axis
     head = rec.face_result(fitted, blends[b], b, key_images[b], key_faces[b], str(clip), 0, True, {})
     return head, keys[b], key_images[b], picks
@@ -169,7 +170,7 @@ def _fit_frames(rec, head: FaceResult, good: list[TrackedFrame], size: tuple[int
     translation = np.zeros((len(good), 3), np.float32)
     blank = np.broadcast_to(np.zeros((1, 1, 3), np.uint8), (*size, 3))
     cfg = FitConfig(steps=options.fit_steps, rigid_steps=min(3, options.fit_steps // 2), light=False,
-                    w_expression_l1=EXPRESSION_L1, fov_deg=fov_from_focal(size, head.focal), w_focal=FOCAL_HELD)
+                    w_expression_l1=EXPRESSION_L1, fov_deg=fov_from_focal(size, head.focal), w_focal=CLIP_FOCAL)
     for i in range(0, len(good), options.batch):
         points = [f.landmarks for f in good[i:i + options.batch]]
         B = len(points)
