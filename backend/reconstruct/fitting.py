@@ -267,20 +267,15 @@ class _Problem:
         return replace(self.init, identity=identity, expression=e, rotation=axis_angle_to_matrix(w) @ self.rotation,
                        translation=t, focal=self.init.focal * torch.exp(lf))
 
-    def distances(self, theta: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """[G, N] -> (each point's offset from its given point / face size [B, L, 2], the model's points in photo
-        pixels [B, L, 2])."""
-        p, term = self.params(theta), self.term
-        marks = to_camera(term.model.landmarks(term.model.vertices(p.identity, p.expression), term.kind),
-                          p.rotation, p.translation)
-        pix = to_landmark_pixels(marks, p.focal, (1, 1), term.principal)
-        return (pix - term.points) / term.norm[:, None, None], pix
+    def offsets(self, theta: torch.Tensor) -> torch.Tensor:
+        """[G, N] -> [B, L, 2] each model point's offset from its given point / face size."""
+        return self.term.error(self.params(theta))[1].sub(self.term.points) / self.term.norm[:, None, None]
 
     def objective(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """[G, N] unknowns, [B, L] point weights -> [G] E (see the class)."""
         cfg = self.cfg
         identity, e, _, _, lf = self.faces(theta)
-        d = self.distances(theta)[0].norm(dim=-1)
+        d = self.offsets(theta).norm(dim=-1)
         err = (d * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
         face = (10 * cfg.w_landmark * err + cfg.w_focal * lf.square() + cfg.w_expression * e.square().sum(1)
                 + cfg.w_expression_l1 * e.sum(1))
@@ -308,7 +303,7 @@ class _Problem:
             weights = landmark_weights(self.params(theta).rotation, cfg.w_contour, cfg.landmark_set,
                                        cfg.far_contour) * self.term.seen
             before = self.objective(theta, weights)
-            d = self.distances(theta)[0].norm(dim=-1)
+            d = self.offsets(theta).norm(dim=-1)
             # IRLS: 10 w_landmark n sum(w d) / sum(w) ~ sum(c d^2) + const near the current d, c = that / (2 d)
             c = 10 * cfg.w_landmark * n * weights / weights.sum(1, keepdim=True).clamp(min=1e-6) \
                 / (2 * d.clamp(min=1e-3))
@@ -377,7 +372,7 @@ class _Problem:
         B, K, Q = self.B, self.K, self.Q
         w = c.repeat_interleave(2, dim=1).double()  # [B, L * 2]
         J = self.jacobian(self.theta).double()  # [B, R, K + Q]
-        r = self.distances(self.theta)[0].reshape(B, -1).double()
+        r = self.offsets(self.theta).reshape(B, -1).double()
         Jw = J * w[..., None]
         if self.shared:  # one problem: the identity columns shared, each face's own block after them
             N = K + B * Q
