@@ -13,7 +13,14 @@ from backend.model.store import PACKAGED_WEIGHTS, find_network_weights
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint, torchvision_to_ours
 from backend.network.complexity import complexity
 from backend.network.config import VARIANTS
-from backend.network.decode import SIGMA_AT_ZERO, crop_points, decode_params, landmark_sigma, param_layout
+from backend.network.decode import (
+    SIGMA_AT_ZERO,
+    crop_points,
+    decode_params,
+    landmark_sigma,
+    param_layout,
+    points_head_output,
+)
 from backend.network.mlanet import create_network
 
 
@@ -202,6 +209,10 @@ def test_cpu_variant_predicts_its_points_and_their_confidence(tmp_path):
     assert p.identity.shape == (2, 100) and sigma.shape == (2, 68) and points.shape == (2, 68, 2)
     torch.testing.assert_close(sigma, torch.full((2, 68), SIGMA_AT_ZERO * S))  # zero-initialised heads
     torch.testing.assert_close(points, torch.full((2, 68, 2), (S - 1) / 2))  # the crop's centre pixel
+    layout = param_layout(net.cfg)
+    raw = torch.zeros(1, sum(layout.values()))
+    raw[:, -136:] = points_head_output(torch.arange(136.0).view(68, 2), net.cfg)  # the points head's columns last
+    torch.testing.assert_close(crop_points(raw, net.cfg)[0], torch.arange(136.0).view(68, 2))  # the inverse
     for head in net.heads.values():
         torch.nn.init.normal_(head.fc2.weight, std=0.1)
     raw = net.forward_raw(x)

@@ -36,7 +36,7 @@ from backend.io.errors import MlafaceError
 from backend.model.albedo_model import AlbedoModel
 from backend.model.face_model import FaceModel
 from backend.network.checkpoint import load_imagenet_backbone, load_network, save_checkpoint
-from backend.network.decode import crop_points, decode_params, landmark_sigma
+from backend.network.decode import crop_points, decode_params, landmark_sigma, points_head_output
 from backend.network.mlanet import MLANet, create_network
 from backend.render.camera import to_landmark_pixels
 from backend.render.head import FaceRenderer
@@ -133,9 +133,8 @@ class Trainer:
         self.pool = SyntheticPool(self.synth, cfg.run.synthetic_pool, cfg.run.seed) if cfg.run.synthetic_pool \
             else None
         if self.net.cfg.points:  # a new points head starts at the mean layout of the training framing
-            head = self.net.heads["points"].fc2
             with torch.no_grad():
-                head.bias.copy_((((probe["lm68"].mean(0) + 0.5) / self.size - 0.5) / 0.5).reshape(-1))
+                self.net.heads["points"].fc2.bias.copy_(points_head_output(probe["lm68"].mean(0), self.net.cfg))
 
         if self.cuda:
             self.net = self.net.to(memory_format=torch.channels_last)
@@ -243,8 +242,8 @@ class Trainer:
         cam, lm68, lm21 = self.geometry(p)
         n = len(syn["image"])
         S, terms = self.size, {}
-        terms["landmark_syn68"] = losses.landmark_loss(lm68[:n], syn["lm68"], torch.ones_like(syn["lm68"][..., 0],
-                                                                                        dtype=torch.bool), S)
+        every68 = torch.ones_like(syn["lm68"][..., 0], dtype=torch.bool)  # a synthetic face's points are all known
+        terms["landmark_syn68"] = losses.landmark_loss(lm68[:n], syn["lm68"], every68, S)
         terms["landmark_syn21"] = losses.landmark_loss(lm21[:n], syn["lm21"], syn["vis21"], S)
         terms["landmark_real"] = losses.landmark_loss(lm21[n:], real["lm21"], real["vis21"], S)
         if "lm68" in real:  # the teacher's labels, weighted by their confidence
@@ -252,8 +251,7 @@ class Trainer:
         followed = lm68  # the points the pipeline follows: the points head's where there is one
         if self.net.cfg.points:
             followed = crop_points(raw.float(), self.net.cfg)
-            terms["points_syn"] = losses.landmark_loss(followed[:n], syn["lm68"],
-                                                       torch.ones_like(syn["lm68"][..., 0], dtype=torch.bool), S)
+            terms["points_syn"] = losses.landmark_loss(followed[:n], syn["lm68"], every68, S)
             if "lm68" in real:
                 terms["points_real"] = losses.landmark_loss(followed[n:], real["lm68"], real["w68"], S)
         if self.net.cfg.confidence:

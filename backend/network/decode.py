@@ -36,7 +36,8 @@ def _slice(raw: torch.Tensor, cfg: NetworkConfig, name: str) -> torch.Tensor:
 def decode_params(raw: torch.Tensor, cfg: NetworkConfig) -> FaceParams:
     """The fixed maps from the parameter vector to FaceParams. A zero vector is the mean face, no expression,
     frontal at CROP_DEPTH, ambient light: heads start there."""
-    parts = {name: _slice(raw, cfg, name) for name in param_layout(cfg)}
+    layout = param_layout(cfg)
+    parts = dict(zip(layout, raw.split(list(layout.values()), dim=1), strict=True))
     eye6 = raw.new_tensor([1.0, 0, 0, 0, 1.0, 0])
     t = parts["translation"]
     return FaceParams(
@@ -64,3 +65,8 @@ def crop_points(raw: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
     centre). The iBUG-68 points of the benchmark's kind: 3D landmarks projected, the hidden jaw side included, as
     the face model's landmark vertices are. Only for cfg.points."""
     return cfg.image_size * (0.5 + 0.5 * _slice(raw, cfg, "points").reshape(-1, 68, 2)) - 0.5
+
+
+def points_head_output(points: torch.Tensor, cfg: NetworkConfig) -> torch.Tensor:
+    """The inverse of crop_points: [..., 68, 2] crop pixels -> [..., 136] the points head's output for them."""
+    return (((points + 0.5) / cfg.image_size - 0.5) / 0.5).flatten(-2)

@@ -271,11 +271,13 @@ class _Problem:
         """[G, N] -> [B, L, 2] each model point's offset from its given point / face size."""
         return self.term.error(self.params(theta))[1].sub(self.term.points) / self.term.norm[:, None, None]
 
-    def objective(self, theta: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
-        """[G, N] unknowns, [B, L] point weights -> [G] E (see the class)."""
+    def objective(self, theta: torch.Tensor, weights: torch.Tensor, offsets: torch.Tensor | None = None
+                  ) -> torch.Tensor:
+        """[G, N] unknowns, [B, L] point weights (and theta's offsets, when already known) -> [G] E (see the
+        class)."""
         cfg = self.cfg
         identity, e, _, _, lf = self.faces(theta)
-        d = self.offsets(theta).norm(dim=-1)
+        d = (self.offsets(theta) if offsets is None else offsets).norm(dim=-1)
         err = (d * weights).sum(1) / weights.sum(1).clamp(min=1e-6)
         face = (10 * cfg.w_landmark * err + cfg.w_focal * lf.square() + cfg.w_expression * e.square().sum(1)
                 + cfg.w_expression_l1 * e.sum(1))
@@ -299,15 +301,14 @@ class _Problem:
         for step in range(cfg.steps):
             if progress and step % PROGRESS_EVERY == 0:
                 progress(step, cfg.steps)
-            theta = self.theta
-            weights = landmark_weights(self.params(theta).rotation, cfg.w_contour, cfg.landmark_set,
-                                       cfg.far_contour) * self.term.seen
-            before = self.objective(theta, weights)
-            d = self.offsets(theta).norm(dim=-1)
+            theta = self.theta  # its rotation increments are 0: the rotation is self.rotation
+            weights = landmark_weights(self.rotation, cfg.w_contour, cfg.landmark_set, cfg.far_contour) * self.term.seen
+            offsets = self.offsets(theta)
+            before = self.objective(theta, weights, offsets)
             # IRLS: 10 w_landmark n sum(w d) / sum(w) ~ sum(c d^2) + const near the current d, c = that / (2 d)
             c = 10 * cfg.w_landmark * n * weights / weights.sum(1, keepdim=True).clamp(min=1e-6) \
-                / (2 * d.clamp(min=1e-3))
-            H, g = self._normal_equations(c, prior, linear)
+                / (2 * offsets.norm(dim=-1).clamp(min=1e-3))
+            H, g = self._normal_equations(c, offsets, prior, linear)
             if step < cfg.rigid_steps:  # pose first: the shape moves once the head is roughly in place
                 H[:, shape, :] = 0
                 H[:, :, shape] = 0
@@ -364,15 +365,15 @@ class _Problem:
         J = torch.cat([J, focal], -1) / term.norm[:, None, None, None]
         return J.reshape(self.B, -1, J.shape[-1])
 
-    def _normal_equations(self, c: torch.Tensor, prior: torch.Tensor, linear: torch.Tensor
+    def _normal_equations(self, c: torch.Tensor, offsets: torch.Tensor, prior: torch.Tensor, linear: torch.Tensor
                           ) -> tuple[torch.Tensor, torch.Tensor]:
         """The Gauss-Newton system of sum(c d^2) + sum(prior theta^2) + sum(linear theta) about the current
-        unknowns (d: each point's offset / face size): H [G, N, N] and g [G, N], half the Hessian's estimate and
-        half the gradient, float64."""
+        unknowns, whose offsets (each point's offset / face size, [B, L, 2]) are given: H [G, N, N] and g [G, N],
+        half the Hessian's estimate and half the gradient, float64."""
         B, K, Q = self.B, self.K, self.Q
         w = c.repeat_interleave(2, dim=1).double()  # [B, L * 2]
         J = self.jacobian(self.theta).double()  # [B, R, K + Q]
-        r = self.offsets(self.theta).reshape(B, -1).double()
+        r = offsets.reshape(B, -1).double()
         Jw = J * w[..., None]
         if self.shared:  # one problem: the identity columns shared, each face's own block after them
             N = K + B * Q
