@@ -124,6 +124,36 @@ def test_largest_face_alone_is_looked_for_on_a_coarse_copy(dlib_provider, monkey
             assert nme(largest[0].landmarks, gt) < 1.2 * nme(every.landmarks, gt) + 0.005
 
 
+def test_turned_face_is_looked_for_by_the_cnn_on_a_coarse_copy_first(dlib_provider, monkeypatch):
+    """A face turned beyond HOG's reach (AFLW2000-3D image00074, yaw about 70 degrees): with only the largest face
+    wanted, the CNN detector searches a CNN_COARSE_SIDE copy first and keeps the face it finds there (the full
+    search's face, boxes overlapping); the same photo in the middle of a canvas three times its size shows the face
+    too small for the coarse copy (about 50 of its pixels, under the detector's 80-pixel window), so the search at
+    CNN_MAX_SIDE decides."""
+    photo = SHARED_DATA / "aflw2000-3d-dev" / "image00074.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} is absent")
+    from backend.detect.landmarks import CNN_COARSE_SIDE, CNN_MAX_SIDE, DlibProvider
+
+    sides = []
+    search = DlibProvider._cnn_search
+    monkeypatch.setattr(DlibProvider, "_cnn_search",
+                        lambda self, image, side: sides.append(side) or search(self, image, side))
+    image = load_image(photo)
+    every = detect_faces(dlib_provider, image, photo.name)
+    assert sides == [CNN_MAX_SIDE] and len(every) == 1  # HOG found nothing: the CNN's full search
+    sides.clear()
+    largest = detect_faces(dlib_provider, image, photo.name, all_faces=False)
+    assert sides == [CNN_COARSE_SIDE] and iou(largest[0].box, every[0].box) > 0.6
+    canvas = np.full((3 * image.shape[0], 3 * image.shape[1], 3), 128, np.uint8)
+    canvas[image.shape[0]:2 * image.shape[0], image.shape[1]:2 * image.shape[1]] = image
+    sides.clear()
+    placed = detect_faces(dlib_provider, canvas, "canvas", all_faces=False)
+    assert sides == [CNN_COARSE_SIDE, CNN_MAX_SIDE] and len(placed) == 1
+    shifted = np.array(every[0].box) + np.array(image.shape[1::-1] * 2)  # (x0, y0, x1, y1) moved by (W, H)
+    assert iou(placed[0].box, tuple(shifted)) > 0.5
+
+
 def test_no_face_names_the_file(dlib_provider):
     with pytest.raises(MlafaceError, match="wall.jpg: no face found"):
         detect_faces(dlib_provider, np.full((300, 400, 3), 128, np.uint8), "wall.jpg")
