@@ -112,7 +112,8 @@ def test_largest_face_alone_is_looked_for_on_a_coarse_copy(dlib_provider, monkey
 
     sides = []
     search = DlibProvider._hog
-    monkeypatch.setattr(DlibProvider, "_hog", lambda self, image, side: sides.append(side) or search(self, image, side))
+    monkeypatch.setattr(DlibProvider, "_hog", lambda self, image, side, largest=False:
+                        sides.append(side) or search(self, image, side, largest))
     for photo, searched in (("breakingbad.jpg", [COARSE_SIDE]), ("einstein.jpg", [COARSE_SIDE, DETECT_MAX_SIDE])):
         image = load_image(FACES / photo)
         every = detect_faces(dlib_provider, image, photo)[0]
@@ -122,6 +123,31 @@ def test_largest_face_alone_is_looked_for_on_a_coarse_copy(dlib_provider, monkey
         gt = read_annotation(photo.rsplit(".", 1)[0])
         if iou(every.box, landmark_box(gt)) > 0.3:  # the annotated face is the largest
             assert nme(largest[0].landmarks, gt) < 1.2 * nme(every.landmarks, gt) + 0.005
+
+
+def test_largest_face_alone_skips_the_upsampled_pass_once_a_sure_face_is_found(dlib_provider, monkeypatch):
+    """HOG's upsampled pass (four times the work) runs for every face, but for the largest face alone only when the
+    pass at the photo's own scale found no sure face: lenna's face is sure there; a face smaller than HOG's
+    80-pixel window (lenna at a quarter size) needs the upsampled pass, and is found by it."""
+    if not FACES.is_dir():
+        pytest.skip(f"{FACES} is absent")
+
+    class Recording:
+        def __init__(self, detector):
+            self.detector, self.upsamples = detector, []
+
+        def run(self, image, upsample, threshold):
+            self.upsamples.append(upsample)
+            return self.detector.run(image, upsample, threshold)
+
+    recording = Recording(dlib_provider._detector)
+    monkeypatch.setattr(dlib_provider, "_detector", recording)
+    image = load_image(FACES / "lenna.png")
+    small = np.asarray(Image.fromarray(image).resize((image.shape[1] // 4, image.shape[0] // 4)))
+    for photo, all_faces, upsamples in ((image, True, [0, 1]), (image, False, [0]), (small, False, [0, 1])):
+        recording.upsamples.clear()
+        assert len(detect_faces(dlib_provider, photo, "lenna", all_faces)) == 1
+        assert recording.upsamples == upsamples
 
 
 def test_turned_face_is_looked_for_by_the_cnn_on_a_coarse_copy_first(dlib_provider, monkeypatch):
