@@ -104,6 +104,19 @@ def test_a_wink_and_an_open_mouth_are_read(wink, real_model_path):
     assert read[2]["eyeBlinkLeft"] > 0.7 and read[2]["eyeBlinkRight"] > 0.7, read[2]
     assert read[0]["jawOpen"] is None and read[3]["eyeBlinkLeft"] < 0.2 and read[3]["jawOpen"] > 0.3
 
+    # the reader renders only its focus's box of a window: a part of a window renders as the whole does there
+    from backend.clip.pixel_reading import SUPERSAMPLE, feature_window
+
+    args = fitted.expression[1:2], fitted.rotation[1:2], fitted.translation[1:2]
+    window = feature_window(points[1], "left eye", frames[1].shape[:2],
+                            reader.rig.anchors("left eye", *(a[0].numpy() for a in args)))
+    whole = reader.rig.render("left eye", *args, window)
+    part = reader.rig.render("left eye", *args, window.part((5, 20), (9, 40)))
+    S = SUPERSAMPLE
+    assert part[3].shape == (1, 15 * S, 31 * S) and part[3].any()
+    for w, p in zip(whole, part, strict=True):
+        torch.testing.assert_close(p, w[:, 5 * S:20 * S, 9 * S:40 * S], atol=1e-4, rtol=0)
+
 
 def test_a_window_outside_the_photo_is_not_read():
     from backend.clip.pixel_reading import feature_window

@@ -88,6 +88,12 @@ class Window:
     size: tuple[int, int]
     warp: np.ndarray
 
+    def part(self, rows: tuple[int, int], cols: tuple[int, int]) -> Window:
+        """The window's pixels rows [r0, r1) and cols [c0, c1) as a window of their own (the same pixel grid)."""
+        (r0, r1), (c0, c1) = rows, cols
+        origin = (self.origin[0] + c0 * self.scale, self.origin[1] + r0 * self.scale)
+        return Window(origin, self.scale, (r1 - r0, c1 - c0), self.warp)
+
 
 @dataclass(frozen=True)
 class FeatureMesh:
@@ -299,13 +305,18 @@ class PixelReader:
         if int(seen.sum()) < f.min_inside:
             return None
         frame = sample_window(image, window, SHIFT, self.device)
-        colour, points, inside, covered = self.rig.render(feature, w, rot, trans, window)
-        if feature in EYES:  # the eyeball as the keyframe shows it; compared around the open eye
-            fill = self._key_colour(points, feature)
+        if feature in EYES:  # compared around the open eye
             focus = F.max_pool2d(seen[None, None].float(), 2 * f.focus + 1, 1, f.focus)[0, 0] > 0
         else:  # the mouth's inside as this frame shows it, in the opening the landmark fit already has
             fill = frame[SHIFT:-SHIFT, SHIFT:-SHIFT][seen].median(0).values
             focus = torch.ones(f.size, dtype=torch.bool, device=self.device)
+        # only the focus's bounding box is rendered: no triangle outside it can change a pixel inside it
+        (r0, r1), (c0, c1) = ((int(i[0]), int(i[-1]) + 1) for i in (focus.any(1).nonzero()[:, 0],
+                                                                       focus.any(0).nonzero()[:, 0]))
+        colour, points, inside, covered = self.rig.render(feature, w, rot, trans, window.part((r0, r1), (c0, c1)))
+        frame, focus = frame[r0:r1 + 2 * SHIFT, c0:c1 + 2 * SHIFT], focus[r0:r1, c0:c1]
+        if feature in EYES:  # the eyeball as the keyframe shows it
+            fill = self._key_colour(points, feature)
         painted = torch.where(inside[..., None], fill, colour)
         painted = F.avg_pool2d(painted.permute(0, 3, 1, 2), SUPERSAMPLE).permute(0, 2, 3, 1)
         covered = F.avg_pool2d(covered[:, None].float(), SUPERSAMPLE)[:, 0] == 1
