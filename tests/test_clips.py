@@ -200,3 +200,44 @@ def test_a_face_lost_mid_clip_is_bridged_and_reported(rendered, real_model_path,
     first, last = anim.frame_index[lost][[0, -1]]
     assert f"face lost in frames {first}-{last}" in r.stderr
     assert np.isfinite(anim.weights).all() and anim.fps == 25
+
+
+def test_tracking_searches_around_the_face():
+    """After the first frame, a frame is searched only in the square of REGION box sides around the followed face
+    (breakingbad's larger face, 1080p: the region is about 1,000 of the frame's 1,920 x 1,080 pixels), and the
+    face followed there when it moves by 40 pixels; dlib's points move with it (within 3% of the face: the region,
+    larger than COARSE_SIDE, is searched on a coarser copy than the frame, so the box and the points differ by a
+    few pixels; measured 2%)."""
+    from conftest import SHARED_DATA
+
+    from backend.clip.tracking import REGION, track
+    from backend.clip.video import Frame
+    from backend.detect.landmarks import get_provider
+    from backend.io.images import load_image
+
+    photo = SHARED_DATA / "faces" / "breakingbad.jpg"
+    if not photo.is_file():
+        pytest.skip(f"{photo} is absent")
+    image = load_image(photo)
+    moved = np.zeros_like(image)
+    moved[:, 40:] = image[:, :-40]
+    provider = get_provider("dlib")
+    searched = []
+
+    class Recording:
+        name = provider.name
+
+        def boxes(self, im, largest=False):
+            searched.append(im.shape[:2])
+            return provider.boxes(im, largest)
+
+        def detect(self, im, boxes):
+            return provider.detect(im, boxes)
+
+    frames = [Frame(i, i / 25, im) for i, im in enumerate([image, moved, moved])]
+    out = track(frames, Recording())
+    assert [f.state for f in out] == ["detected"] * 3
+    side = out[0].landmarks.max(0) - out[0].landmarks.min(0)
+    assert searched[0] == image.shape[:2]
+    assert all(max(s) <= REGION * 1.2 * side.max() + 2 for s in searched[1:])
+    assert np.abs(out[1].landmarks - out[0].landmarks - [40, 0]).mean() < 0.03 * side.max()

@@ -27,6 +27,9 @@ def test_best_candidate_refines_between_samples():
     costs = (CANDIDATES - 0.63) ** 2 + 1
     assert best_candidate(costs) == pytest.approx(0.63, abs=1e-3)
     assert best_candidate((CANDIDATES - 1.4) ** 2) == 1.0  # at the end: no parabola past it
+    measured = costs.clone()
+    measured[7] = float("inf")  # a neighbour not measured: the best sample as it is
+    assert best_candidate(measured) == pytest.approx(0.6)
 
 
 def test_window_samples_average_the_photo_pixels_they_stand_for():

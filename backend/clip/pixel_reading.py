@@ -4,10 +4,11 @@ Landmark detectors miss two things animators need most: dlib keeps its lid point
 inner-lip points close early on an open mouth. So after the landmark fit, eyeBlinkLeft, eyeBlinkRight and jawOpen
 are chosen per frame by analysis by synthesis: the head (its neutral shape, the frame's other expression weights
 and pose, the clip's texture and light) is rendered into a small window around the feature with the weight at
-CANDIDATES values; the render's anchor points (eye or mouth corners, which detectors place well) are warped onto the
-detected ones (a similarity); each render, after a per-channel gain (exposure changes), is compared with the frame
-(mean absolute difference, linear RGB, at the best shift of up to SHIFT pixels); the best candidate is refined by a
-parabola through its neighbours.
+every other one of the CANDIDATES values, then at the two beside the best of those; the render's anchor points
+(eye or mouth corners, which detectors place well) are warped onto the detected ones (a similarity); each render,
+after a per-channel gain (exposure changes), is compared with the frame (mean absolute difference, linear RGB, at
+the best shift of up to SHIFT pixels); the best candidate is refined by a parabola through its neighbours. Only
+the compared pixels' bounding box is rendered.
 
 The inside of a feature has no texture. An eyeball takes its colour from the head's keyframe (each eyeball point
 projected into that frame, where the eye is seen open), and only the open eye and FOCUS pixels around it are
@@ -159,7 +160,9 @@ class Rig:
         xy = screen[..., :2] @ warp[:, :2].T + warp[:, 2]
         screen = torch.cat([(xy - origin) / (window.scale / SUPERSAMPLE), screen[..., 2:]], -1)
         size = (window.size[0] * SUPERSAMPLE, window.size[1] * SUPERSAMPLE)
-        frags = rasterize(screen, part.faces, size)  # no culling: the mouth's inside faces every way
+        # an eye's back faces never show (the clip's figures are the same without them); the mouth's inside faces
+        # every way
+        frags = rasterize(screen, part.faces, size, cull_backfaces=feature in EYES)
         uv = interpolate(part.corner_uvs.expand(B, -1, -1), frags, part.corner_faces)
         colour = shade_fragments(cam, part.faces, frags, texture(self.albedo, uv), self.sh.expand(B, -1))
         points = interpolate(verts, frags, part.faces)
@@ -235,10 +238,11 @@ def window_costs(painted: torch.Tensor, covered: torch.Tensor, focus: torch.Tens
 
 
 def best_candidate(costs: torch.Tensor) -> float:
-    """[C] costs at CANDIDATES -> the minimum, refined by a parabola through its neighbours."""
+    """[C] costs at CANDIDATES (inf where not measured) -> the minimum, refined by a parabola through its
+    neighbours where both are measured."""
     i = int(costs.argmin())
     x = float(CANDIDATES[i])
-    if 0 < i < len(costs) - 1:
+    if 0 < i < len(costs) - 1 and bool(costs[i - 1:i + 2].isfinite().all()):
         a, b, c = (float(v) for v in costs[i - 1:i + 2])
         curve = a - 2 * b + c
         if curve > 0:
@@ -313,15 +317,28 @@ class PixelReader:
         # only the focus's bounding box is rendered: no triangle outside it can change a pixel inside it
         (r0, r1), (c0, c1) = ((int(i[0]), int(i[-1]) + 1) for i in (focus.any(1).nonzero()[:, 0],
                                                                        focus.any(0).nonzero()[:, 0]))
-        colour, points, inside, covered = self.rig.render(feature, w, rot, trans, window.part((r0, r1), (c0, c1)))
+        part = window.part((r0, r1), (c0, c1))
         frame, focus = frame[r0:r1 + 2 * SHIFT, c0:c1 + 2 * SHIFT], focus[r0:r1, c0:c1]
-        if feature in EYES:  # the eyeball as the keyframe shows it
-            fill = self._key_colour(points, feature)
-        painted = torch.where(inside[..., None], fill, colour)
-        painted = F.avg_pool2d(painted.permute(0, 3, 1, 2), SUPERSAMPLE).permute(0, 2, 3, 1)
-        covered = F.avg_pool2d(covered[:, None].float(), SUPERSAMPLE)[:, 0] == 1
-        costs = window_costs(painted, covered, focus, frame)
-        if float((costs.max() - costs.min()) / costs.min().clamp(min=1e-8)) < MIN_CONTRAST:
+
+        def paint(ids: list[int]) -> tuple[torch.Tensor, torch.Tensor]:
+            """The candidates `ids` rendered: painted [n, h, w, 3] (the inside filled), covered [n, h, w]."""
+            colour, points, inside, covered = self.rig.render(feature, w[ids], rot[ids], trans[ids], part)
+            painted = torch.where(inside[..., None], self._key_colour(points, feature) if feature in EYES
+                                  else fill, colour)  # the eyeball as the keyframe shows it
+            painted = F.avg_pool2d(painted.permute(0, 3, 1, 2), SUPERSAMPLE).permute(0, 2, 3, 1)
+            return painted, F.avg_pool2d(covered[:, None].float(), SUPERSAMPLE)[:, 0] == 1
+
+        # every other candidate, then the two beside the best of those (8 renders, not 11)
+        coarse = list(range(0, C, 2))
+        painted, covered = paint(coarse)
+        best = coarse[int(window_costs(painted, covered, focus, frame).argmin())]
+        fine = [i for i in (best - 1, best + 1) if 0 <= i < C]
+        more = paint(fine)
+        ids = coarse + fine
+        costs = torch.full((C,), float("inf"), device=self.device)
+        costs[ids] = window_costs(torch.cat([painted, more[0]]), torch.cat([covered, more[1]]), focus, frame)
+        read = costs[ids]
+        if float((read.max() - read.min()) / read.min().clamp(min=1e-8)) < MIN_CONTRAST:
             return None
         return best_candidate(costs)
 

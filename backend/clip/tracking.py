@@ -1,11 +1,13 @@
 """Follow one face through a clip's frames without jumping to another face.
 
-Frame 1 with a face picks the largest one. After that, every frame's detections are matched to the face's last
-box (IoU): the best match above MATCH_IOU continues the track ("detected"). When no detection matches (a turned
-head the detector misses, motion blur), the landmarks are taken inside the last box ("carried"), for at most
-`max_carry` frames in a row; past that, the face counts as lost until a detection matches again, which may be any
-face overlapping the last good box by REFIND_IOU (it has moved while lost). Lost frames get no landmarks; the
-caller bridges them (interpolates) and reports them by frame number.
+Frame 1 with a face picks the largest one. After that, each frame is searched only around the face's last box
+(REGION box sides), as for the largest face of a photo (HOG's upsampled pass only when the first finds no sure
+face; a 720p frame costs what the region costs), and the detections are matched to the last box (IoU): the best
+match above MATCH_IOU continues the track ("detected"). When no detection matches (a turned head the detector
+misses, motion blur), the landmarks are taken inside the last box ("carried"), for at most `max_carry` frames in a
+row; past that, the face counts as lost until a detection matches again, which may be any face overlapping the
+last good box by REFIND_IOU (it has moved while lost), searched for in the whole frame. Lost frames get no
+landmarks; the caller bridges them (interpolates) and reports them by frame number.
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from .video import Frame
 
 MATCH_IOU = 0.3
 REFIND_IOU = 0.05
+REGION = 2.5
 
 
 @dataclass
@@ -44,6 +47,20 @@ def _follow(lm: np.ndarray, box: tuple[float, float, float, float]) -> tuple[flo
     return cx - w / 2, cy - h / 2, cx + w / 2, cy + h / 2
 
 
+def boxes_near(provider, image: np.ndarray, box: tuple[float, float, float, float]) -> list[tuple]:
+    """The detector's boxes (photo pixels) in the square of REGION box sides around box (cut from the frame as it
+    is; the detector downscales it as it would a photo), as looked for when only the largest face is wanted."""
+    side = REGION * max(box[2] - box[0], box[3] - box[1])
+    cx, cy = (box[0] + box[2]) / 2, (box[1] + box[3]) / 2
+    H, W = image.shape[:2]
+    x0, y0 = max(0, int(cx - side / 2)), max(0, int(cy - side / 2))
+    x1, y1 = min(W, int(cx + side / 2) + 1), min(H, int(cy + side / 2) + 1)
+    if x1 - x0 < 2 or y1 - y0 < 2:
+        return []
+    return [(b[0] + x0, b[1] + y0, b[2] + x0, b[3] + y0)
+            for b, _ in provider.boxes(image[y0:y1, x0:x1], largest=True)]
+
+
 def track(frames: Iterable[Frame], provider, max_carry: int = 15,
           progress: Callable[[TrackedFrame], None] | None = None, keep_images: bool = True) -> list[TrackedFrame]:
     """Landmarks of one face through the frames. provider: a landmark provider (backend.landmarks) with
@@ -54,7 +71,10 @@ def track(frames: Iterable[Frame], provider, max_carry: int = 15,
     last_good = None
     carried = 0
     for frame in frames:
-        boxes = [b for b, _ in provider.boxes(frame.image)]
+        if box is None:
+            boxes = [b for b, _ in provider.boxes(frame.image)]
+        else:
+            boxes = boxes_near(provider, frame.image, box)
         state, lm = "lost", None
         if box is None and last_good is None:
             if boxes:

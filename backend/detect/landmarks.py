@@ -116,7 +116,7 @@ class DlibProvider:
             if kept and max(max(b[2] - b[0], b[3] - b[1]) for b, _ in kept) >= COARSE_MIN_FACE * f:
                 return kept
         kept, _ = self._hog(image, DETECT_MAX_SIDE, largest)
-        if not kept and largest:
+        if not kept and largest and max(image.shape[:2]) > CNN_COARSE_SIDE:
             kept = self._cnn_search(image, CNN_COARSE_SIDE)
         return kept or self._cnn_search(image, CNN_MAX_SIDE)
 
@@ -238,9 +238,13 @@ class FanProvider:
 
         return warp(image, to_photo, (self._INPUT, self._INPUT)), to_photo
 
+    def boxes(self, image: np.ndarray, largest: bool = False) -> list[tuple[tuple[float, float, float, float], float]]:
+        """The dlib detector's boxes (DlibProvider.boxes)."""
+        return self._boxes.boxes(image, largest)
+
     def detect(self, image: np.ndarray, boxes: list | None = None, largest: bool = False) -> list[Face]:
         torch = self._torch
-        found = self._boxes.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
+        found = self.boxes(image, largest) if boxes is None else [(tuple(map(float, b)), 1.0) for b in boxes]
         found = _largest(found) if largest else found
         faces = []
         for box, score in found:
