@@ -160,9 +160,8 @@ class Rig:
         xy = screen[..., :2] @ warp[:, :2].T + warp[:, 2]
         screen = torch.cat([(xy - origin) / (window.scale / SUPERSAMPLE), screen[..., 2:]], -1)
         size = (window.size[0] * SUPERSAMPLE, window.size[1] * SUPERSAMPLE)
-        # an eye's back faces never show (the clip's figures are the same without them); the mouth's inside faces
-        # every way
-        frags = rasterize(screen, part.faces, size, cull_backfaces=feature in EYES)
+        # back faces are not drawn: the mouth's inside faces into the mouth, and the clip's figures are the same
+        frags = rasterize(screen, part.faces, size, cull_backfaces=True)
         uv = interpolate(part.corner_uvs.expand(B, -1, -1), frags, part.corner_faces)
         colour = shade_fragments(cam, part.faces, frags, texture(self.albedo, uv), self.sh.expand(B, -1))
         points = interpolate(verts, frags, part.faces)
