@@ -10,7 +10,8 @@ Providers:
   pixels and the boxes are mapped back, so very large photos cost no more than ordinary ones (when only the
   largest face is wanted, first on a COARSE_SIDE copy, which suffices when a face spans COARSE_MIN_FACE of its
   pixels); the predictor then works on the full-resolution photo. The HOG detector runs at the image's own scale
-  and upsampled twice (each pass misses faces the other finds; overlaps are merged). Detections scoring below
+  and upsampled twice (each pass misses faces the other finds; overlaps are merged; for the largest face alone the
+  upsampled pass runs only when the first finds no sure face). Detections scoring below
   HOG_SURE are checked by dlib's CNN face detector (also in face-recognition-models) on a small crop around them
   (CONFIRM_SIDE), which rejects HOG's false alarms (a mission patch, a pattern) at little cost; when HOG finds
   nothing, the CNN detector searches the photo (downscaled to CNN_MAX_SIDE), which finds turned faces HOG misses,
