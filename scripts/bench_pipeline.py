@@ -7,10 +7,11 @@
 3. Memory: peak resident memory, and with --memory-photos N the resident memory through a batch of N photos
    (the folder's photos again and again): it should stay flat.
 4. The test clip (backend/clip/synthetic_clip.py, 50 frames at 256 x 256): `animate`'s seconds by stage and
-   frames/s; --clip FILE times that clip instead.
+   frames/s; --clip-height 720 scales its frames to 720 x 720 inside grey 1280 x 720 frames (a 720p clip's
+   detection and decoding); --clip FILE times that clip instead.
 
     python scripts/bench_pipeline.py [PHOTOS...] [--batch-folder DIR] [--batch 32] [--memory-photos 0]
-                                     [--clip FILE] [--no-clip] [--device auto]
+                                     [--clip FILE] [--clip-height N] [--no-clip] [--device auto]
 
 Uses only what every version of the pipeline has, so the same script times an older checkout
 (PYTHONPATH=that/checkout python scripts/bench_pipeline.py) for before and after figures in one sitting.
@@ -84,7 +85,7 @@ def batch(rec: Reconstructor, photos: list[Path], out: Path, track_memory: bool 
               ", ".join(f"after {i + 1}: {memory[i]:.0f} MB" for i in marks))
 
 
-def clip(rec: Reconstructor, path: Path | None, out: Path) -> None:
+def clip(rec: Reconstructor, path: Path | None, out: Path, height: int = 0) -> None:
     from backend.clip.animate import AnimateOptions, animate
 
     if path is None:
@@ -93,7 +94,16 @@ def clip(rec: Reconstructor, path: Path | None, out: Path) -> None:
         from backend.model.albedo_model import AlbedoModel
 
         truth = truth_curves([str(n) for n in rec.data.expression_names])
-        path = write_video(render_clip(rec.data, AlbedoModel.load(), truth), out / "clip.mp4", FPS)
+        frames = render_clip(rec.data, AlbedoModel.load(), truth)
+        if height:
+            from PIL import Image
+
+            wide = np.full((len(frames), height, height * 16 // 9 // 2 * 2, 3), 96, np.uint8)
+            x0 = (wide.shape[2] - height) // 2
+            for i, f in enumerate(frames):
+                wide[i, :, x0:x0 + height] = np.asarray(Image.fromarray(f).resize((height, height), Image.BICUBIC))
+            frames = wide
+        path = write_video(frames, out / "clip.mp4", FPS)
     start = time.perf_counter()
     _, _, report = animate(rec, path, AnimateOptions())
     seconds = time.perf_counter() - start
@@ -109,6 +119,7 @@ def main() -> None:
     parser.add_argument("--batch", type=int, default=32)
     parser.add_argument("--memory-photos", type=int, default=0)
     parser.add_argument("--clip", type=Path, default=None)
+    parser.add_argument("--clip-height", type=int, default=0)
     parser.add_argument("--no-clip", action="store_true")
     parser.add_argument("--device", default="auto")
     args = parser.parse_args()
@@ -127,7 +138,7 @@ def main() -> None:
         if args.memory_photos:
             batch(rec, list(islice(cycle(folder), args.memory_photos)), out, track_memory=True)
         if not args.no_clip:
-            clip(rec, args.clip, out)
+            clip(rec, args.clip, out, args.clip_height)
     peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     print(f"peak resident memory {peak:.0f} MB")
 
