@@ -2,16 +2,22 @@
 variant's input size), and on a GPU images per second at batch 256 in bf16 with channels_last, with and without
 torch.compile.
 
-    python scripts/bench_network.py [--variants mlanet_r50,mlanet_r18,mlanet_dw] [--gpu-batch 256] [--no-compile]
+    python scripts/bench_network.py [--variants mlanet_r50,mlanet_r18,mlanet_dw] [--weights FILE ...]
+                                    [--gpu-batch 256] [--no-compile]
+
+--weights times the networks checkpoint files hold, as their own configs build them (the shipped mlanet_dw.pt is
+the variant grown to stage depths 2-3-4-3).
 """
 
 from __future__ import annotations
 
 import argparse
 import time
+from pathlib import Path
 
 import torch
 
+from backend.network.checkpoint import load_network
 from backend.network.complexity import complexity
 from backend.network.mlanet import create_network
 
@@ -49,13 +55,16 @@ def gpu_images_per_s(net, batch: int, compiled: bool, repeats: int = 20) -> floa
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--variants", default="mlanet_r50,mlanet_r18,mlanet_dw")
+    parser.add_argument("--weights", nargs="*", default=[])
     parser.add_argument("--gpu-batch", type=int, default=256)
     parser.add_argument("--no-compile", action="store_true")
     args = parser.parse_args()
     print(f"CPU threads: {torch.get_num_threads()}; GPU: "
           f"{torch.cuda.get_device_name() if torch.cuda.is_available() else 'none'}")
-    for name in args.variants.split(","):
-        net = create_network(name).eval()
+    nets = [(name, create_network(name)) for name in args.variants.split(",") if name]
+    nets += [(Path(f).name, load_network(f)) for f in args.weights]
+    for name, net in nets:
+        net = net.eval()
         params, macs = complexity(net)
         line = f"{name:12s} {params / 1e6:6.1f} M params {macs / 1e9:6.2f} GMACs  CPU {cpu_ms(net):7.1f} ms/image"
         if torch.cuda.is_available():

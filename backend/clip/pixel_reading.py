@@ -314,8 +314,8 @@ class PixelReader:
             fill = frame[SHIFT:-SHIFT, SHIFT:-SHIFT][seen].median(0).values
             focus = torch.ones(f.size, dtype=torch.bool, device=self.device)
         # only the focus's bounding box is rendered: no triangle outside it can change a pixel inside it
-        (r0, r1), (c0, c1) = ((int(i[0]), int(i[-1]) + 1) for i in (focus.any(1).nonzero()[:, 0],
-                                                                       focus.any(0).nonzero()[:, 0]))
+        rows, cols = focus.any(1).nonzero()[:, 0], focus.any(0).nonzero()[:, 0]
+        r0, r1, c0, c1 = int(rows[0]), int(rows[-1]) + 1, int(cols[0]), int(cols[-1]) + 1
         part = window.part((r0, r1), (c0, c1))
         frame, focus = frame[r0:r1 + 2 * SHIFT, c0:c1 + 2 * SHIFT], focus[r0:r1, c0:c1]
 
@@ -336,8 +336,8 @@ class PixelReader:
         ids = coarse + fine
         costs = torch.full((C,), float("inf"), device=self.device)
         costs[ids] = window_costs(torch.cat([painted, more[0]]), torch.cat([covered, more[1]]), focus, frame)
-        read = costs[ids]
-        if float((read.max() - read.min()) / read.min().clamp(min=1e-8)) < MIN_CONTRAST:
+        measured = costs[ids]
+        if float((measured.max() - measured.min()) / measured.min().clamp(min=1e-8)) < MIN_CONTRAST:
             return None
         return best_candidate(costs)
 
