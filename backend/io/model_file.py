@@ -129,6 +129,9 @@ def read_model(path: str | Path) -> FaceModelData:
     values = {f.name: arrays[f.name] for f in fields(FaceModelData)}
     for name in _STRING_FIELDS:
         values[name] = str(values[name])
+    for a in values.values():
+        if isinstance(a, np.ndarray):
+            a.flags.writeable = False  # model data is never changed; FaceResults written from it reuse its entries
     data = FaceModelData(**values)
     data.check(str(path))
     return data

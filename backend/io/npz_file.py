@@ -1,11 +1,21 @@
 """Versioned `.npz` files (no pickle), written atomically: the face model file and the FaceResult both use it.
-numpy only, so the Blender add-on can read FaceResults."""
+numpy only, so the Blender add-on can read FaceResults.
+
+The zip container is written here rather than with `zipfile` so that a read-only array written again (the face
+model's 17 MB of expression deltas go into every FaceResult) reuses its compressed entry instead of deflating it
+anew: zipfile has no public way to add an entry already compressed. What it writes is a plain zip (deflate, no
+zip64: an entry or file of 4 GiB or more is refused) that np.load and zipfile read."""
 
 from __future__ import annotations
 
+import io
 import os
+import struct
+import threading
+import time
 import zipfile
-from dataclasses import fields
+import zlib
+from dataclasses import dataclass, fields
 from pathlib import Path
 
 import numpy as np
@@ -13,21 +23,72 @@ import numpy as np
 from .atomic import atomic_path
 from .errors import MlafaceError
 
-COMPRESS_LEVEL = 1
+COMPRESS_LEVEL = 1  # deflate level: np.savez_compressed's 6 takes twice as long for 6% smaller files
+_ZIP_LIMIT = 0xFFFFFFFF  # sizes and offsets above this need zip64, which this writer does not write
+
+
+@dataclass(frozen=True)
+class _Entry:
+    """One array as a zip entry: its .npy bytes deflated (raw, COMPRESS_LEVEL), their CRC-32 and length."""
+    deflated: bytes
+    crc: int
+    size: int
+
+
+_reused: dict[str, tuple[np.ndarray, _Entry]] = {}  # entry name -> the read-only array last written under it
+_reused_lock = threading.Lock()
+
+
+def _entry(name: str, a: np.ndarray) -> _Entry:
+    """The zip entry of array `a`; a read-only array that is the very object last written under `name` reuses
+    that entry (read-only: its bytes cannot have changed since)."""
+    if not a.flags.writeable:
+        with _reused_lock:
+            last = _reused.get(name)
+        if last is not None and last[0] is a:
+            return last[1]
+    buf = io.BytesIO()
+    np.lib.format.write_array(buf, a, allow_pickle=False)
+    raw = buf.getbuffer()
+    packer = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, -15)
+    entry = _Entry(packer.compress(raw) + packer.flush(), zlib.crc32(raw), raw.nbytes)
+    if not a.flags.writeable:
+        with _reused_lock:
+            _reused[name] = (a, entry)
+    return entry
+
+
+def _write_zip(f, entries: dict[str, _Entry]) -> None:
+    """A zip file of deflated entries (name -> _Entry) into the binary file `f`."""
+    t = time.localtime()
+    dos_time = t.tm_hour << 11 | t.tm_min << 5 | t.tm_sec // 2
+    dos_date = max(t.tm_year - 1980, 0) << 9 | t.tm_mon << 5 | t.tm_mday
+    central, offset = [], 0
+    for name, e in entries.items():
+        if max(e.size, len(e.deflated), offset) >= _ZIP_LIMIT:
+            raise MlafaceError(f"{name}: 4 GiB or more, too large for an npz file without zip64")
+        key = name.encode()
+        common = struct.pack("<HHHHHIIIH", 20, 0, zipfile.ZIP_DEFLATED, dos_time, dos_date, e.crc,
+                             len(e.deflated), e.size, len(key))
+        f.write(struct.pack("<I", 0x04034B50) + common + struct.pack("<H", 0) + key)
+        f.write(e.deflated)
+        central.append(struct.pack("<IH", 0x02014B50, 20) + common +
+                       struct.pack("<HHHHII", 0, 0, 0, 0, 0o600 << 16, offset) + key)
+        offset += 30 + len(key) + len(e.deflated)
+    directory = b"".join(central)
+    f.write(directory)
+    f.write(struct.pack("<IHHHHIIH", 0x06054B50, 0, 0, len(central), len(central), len(directory), offset, 0))
 
 
 def write_npz(path: str | Path, kind: str, version: int, arrays: dict) -> Path:
     """Write arrays plus `format` = kind and `format_version` to a temporary file, then rename it into place:
-    a crash or a full disk never leaves a half-written file under `path`. Deflate at COMPRESS_LEVEL (what
-    np.load reads; np.savez_compressed's level 6 takes twice as long for 6% smaller files)."""
+    a crash or a full disk never leaves a half-written file under `path`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
     arrays = {"format": np.array(kind), "format_version": np.array(version), **arrays}
+    entries = {f"{name}.npy": _entry(f"{name}.npy", np.asanyarray(a)) for name, a in arrays.items()}
     with atomic_path(path) as tmp, open(tmp, "wb") as f:
-        with zipfile.ZipFile(f, "w", zipfile.ZIP_DEFLATED, compresslevel=COMPRESS_LEVEL) as zf:
-            for name, a in arrays.items():
-                with zf.open(f"{name}.npy", "w", force_zip64=True) as entry:
-                    np.lib.format.write_array(entry, np.asanyarray(a), allow_pickle=False)
+        _write_zip(f, entries)
         f.flush()
         os.fsync(f.fileno())
     return path

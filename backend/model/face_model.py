@@ -22,7 +22,8 @@ LANDMARK_SETS = ("ibug68", "aflw21")
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
-    return torch.as_tensor(np.ascontiguousarray(a), dtype=dtype)
+    """A tensor of its own (a model file's arrays are read-only, which torch cannot share)."""
+    return torch.tensor(a, dtype=dtype)
 
 
 def _numpy(t: torch.Tensor) -> np.ndarray:

@@ -70,7 +70,7 @@ class HeadRenderer:
     def __init__(self, data: FaceModelData, device: torch.device | str = "cpu"):
         tri_role = [str(data.material_roles[m]) for m in data.polygon_material[data.triangle_polygon]]
         keep = torch.tensor([ROLES[r].occludes for r in tri_role])
-        self.faces = torch.as_tensor(data.triangles, dtype=torch.int64)[keep].to(device)
+        self.faces = torch.tensor(data.triangles, dtype=torch.int64)[keep].to(device)
         roles = [r for r, kept in zip(tri_role, keep.tolist(), strict=True) if kept]
         self.is_face = torch.tensor([r == "face" for r in roles], device=device)
         self.is_back = torch.tensor([r == "head" for r in roles], device=device)
