@@ -36,7 +36,7 @@ class MLAFACE_AddonPreferences(bpy.types.AddonPreferences):
     device: EnumProperty(name="Device", items=[("auto", "Auto", "CUDA when available, else CPU"),
                                                 ("cpu", "CPU", ""), ("cuda", "CUDA", "")], default="auto")
     texture_size: IntProperty(name="Texture size", default=1024, min=512, max=2048)
-    fit_steps: IntProperty(name="Fitting steps", default=20, min=0, max=2000)  # backend's FIT_STEPS
+    fit_steps: IntProperty(name="Fitting steps", default=40, min=0, max=2000)  # backend's FIT_STEPS
 
     def draw(self, context):
         layout = self.layout

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
 DEVICES = ("auto", "cpu", "cuda")
 TEXTURE_SIZES = (256, 4096)
 MAX_FIT_STEPS = 10_000
-FIT_STEPS = 20  # the fit's steps by default (reconstruct/fitting.py; the Blender add-on's preference says 20 too)
+FIT_STEPS = 40  # the fit's steps by default (reconstruct/fitting.py; the Blender add-on's preference says 40 too)
 FORMATS = ("npz", "obj", "glb", "overlay")
 
 
