@@ -307,7 +307,8 @@ class PixelReader:
         rot = torch.from_numpy(rotation).to(self.device).expand(C, 3, 3)
         trans = torch.from_numpy(translation).to(self.device).expand(C, 3)
         probe_render = self.rig.render(feature, w[probe:probe + 1], rot[:1], trans[:1], window)
-        seen = F.max_pool2d(probe_render[2][:, None].float(), SUPERSAMPLE)[0, 0] > 0
+        _, _, probe_inside, _ = probe_render
+        seen = F.max_pool2d(probe_inside[:, None].float(), SUPERSAMPLE)[0, 0] > 0
         if int(seen.sum()) < f.min_inside:
             return None
         frame = sample_window(image, window, SHIFT, self.device)

@@ -96,7 +96,8 @@ def photo_region(image: np.ndarray, to_photo: np.ndarray, size: tuple[int, int])
     if shrink > 1.5 and region.size:
         rw, rh = max(1, round(region.shape[1] / shrink)), max(1, round(region.shape[0] / shrink))
         fx, fy = region.shape[1] / rw, region.shape[0] / rh
-        region = np.asarray(Image.fromarray(region).resize((rw, rh), Image.Resampling.BOX))
+        # contiguous first: PIL copies a strided array element by element (io/images.py, downscaled)
+        region = np.asarray(Image.fromarray(np.ascontiguousarray(region)).resize((rw, rh), Image.Resampling.BOX))
         m = np.diag([1 / fx, 1 / fy]) @ m
         m[:, 2] += (0.5 / fx - 0.5, 0.5 / fy - 0.5)
     return region, m

@@ -11,7 +11,7 @@ prior); identity (100) per photo, or one for all photos of a person (`shared_ide
 - priors: identity and expression towards zero, focal towards its start.
 The solve (`_Problem`) is Levenberg-Marquardt on the mean point distance by iteratively reweighted least squares:
 40 steps (FIT_STEPS) of about a millisecond where Adam needed 100 and more to come near (README, What users get;
-40 rather than 20: the whole path on the dev images 0.07 better in every bin, 0.05 s more a photo). Faces are
+40 rather than 20: the whole path on the dev images 0.07 better in every bin, 0.04 s more a photo). Faces are
 independent problems with their own damping, so a batch of photos gives what each alone would.
 Then, with `FitConfig.light`, the SH light and a constant skin albedo are solved in closed form from the photo
 (`solve_light`: the fitted face skin rendered once by render/raster.py into a `window`-pixel square around the face,
