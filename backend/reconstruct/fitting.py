@@ -58,7 +58,7 @@ class FitConfig:
     damping: float = 1e-3  # Marquardt's lambda at the first step (it shrinks after a kept step, grows after a miss)
     w_landmark: float = 1.0
     w_contour: float = 0.5
-    w_identity: float = 2e-4
+    w_identity: float = 2e-4  # towards the mean face; weaker: landmarks closer, shape worse (README, scans)
     w_expression: float = 1e-3
     w_expression_l1: float = 0.0  # sparsity: the fewest shapes that explain the points (weights are >= 0)
     w_light: float = 1.0  # solve_light's ridge on the directional bands (on their share of the shading)
