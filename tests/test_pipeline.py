@@ -16,15 +16,16 @@ from conftest import MLAFACE, SHARED_DATA
 from PIL import Image
 from scipy import ndimage
 
-from backend.detect.align import IBUG68_FLIP
+from backend.detect.align import IBUG68_FLIP, box_from_detection, crop_from_box
 from backend.io.errors import MlafaceError
 from backend.io.face_result import FORMAT_VERSION, read_result, write_result
 from backend.io.gltf import write_glb
 from backend.io.obj import read_obj, write_obj
 from backend.network.mlanet import create_network
+from backend.reconstruct import pipeline
 from backend.reconstruct.batch import prepare_output, reconstruct_batch, write_outputs
 from backend.reconstruct.fitting import FitConfig, _LandmarkTerm, _Problem, fit, start_params
-from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor, mirror_averaged
+from backend.reconstruct.pipeline import ReconstructOptions, Reconstructor, mirror_averaged, shifted_box
 from backend.render.camera import to_camera, to_landmark_pixels
 
 pytest.importorskip("dlib", reason="the dlib extra is not installed")
@@ -152,6 +153,34 @@ def test_mirror_averaged_points_mirror_with_the_photo():
     b = mirrored(b)
     torch.testing.assert_close(a, b, atol=1e-4, rtol=0)
     torch.testing.assert_close(sa, sb[:, IBUG68_FLIP])
+
+
+def test_last_pass_averages_the_shifted_crops_of_each_face(rec, monkeypatch):
+    """The network's last pass reads each face from the centred crop and 4 shifted ones in one batch
+    (shift-major); each face's points are the mean of its own 5 readings, mirror-averaged, in photo pixels, and so
+    are their expected errors. Checked by reading them one by one, for two photos of different sizes in one call
+    (with one pass, so the boxes are the detector's): a face's readings mixed with another's would be far off."""
+    monkeypatch.setattr(pipeline, "NETWORK_PASSES", 1)
+    found = [rec.detect(FACES / name) for name in ("takeo.ppm", "lenna.png")]
+    images, faces = [im for im, _ in found], [f[0] for _, f in found]
+    start = rec.network_start(images, faces, FitConfig())
+    size = rec.net.cfg.image_size
+    for b, (image, face) in enumerate(zip(images, faces, strict=True)):
+        readings, sigmas = [], []
+        for dx, dy in pipeline.LAST_PASS_SHIFTS:
+            crop = crop_from_box(image, shifted_box(box_from_detection(face.box), dx, dy), size, math.sqrt(2))
+            x = torch.from_numpy(crop.image).permute(2, 0, 1)[None].float() / 255
+            with torch.no_grad():
+                _, points, sigma = rec.net.predict(x)
+                points, sigma = mirror_averaged(rec.net, x, points, sigma)
+            readings.append(crop.points_to_photo(points[0].numpy()))
+            sigmas.append(sigma[0].numpy() * crop.to_photo[0, 0])
+        assert np.ptp(np.stack(readings), axis=0).max() > 0.5  # the shifted readings differ
+        np.testing.assert_allclose(start.landmarks[b], np.mean(readings, 0), atol=0.02)
+        np.testing.assert_allclose(start.sigma[b], np.mean(sigmas, 0), rtol=1e-3, atol=1e-3)
+    step = pipeline.LAST_PASS_SHIFT * math.sqrt(2) * 100  # of the crop's side: sqrt(2) * the box's larger side
+    np.testing.assert_allclose(shifted_box((10.0, 20.0, 110.0, 100.0), 1, -1),
+                               (10 + step, 20 - step, 110 + step, 100 - step))
 
 
 def test_light_is_solved_from_the_photo(rec, takeo):
