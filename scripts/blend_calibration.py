@@ -50,7 +50,7 @@ def main() -> None:
         seen = np.isfinite(truth[aflw]).all(1)
         true = (truth[aflw][seen] + 0.5) * scale - 0.5  # crop pixels (0-based centres) -> the scaled image's
         norm = face_size(start.landmarks[0])
-        rows.append({"bin": yaw_bin(float(yaw)), "yaw": float(yaw),
+        rows.append({"bin": yaw_bin(float(yaw)),
                      "dlib": np.linalg.norm(faces[0].landmarks[ibug][seen] - true, axis=1) / norm,
                      "net": np.linalg.norm(start.landmarks[0][ibug][seen] - true, axis=1) / norm,
                      "sigma": start.sigma[0][ibug][seen] / norm})

@@ -163,10 +163,10 @@ class Reconstructor:
             shifts = LAST_PASS_SHIFTS if last and self.net.cfg.points else ((0, 0),)
             crops = [crop_from_box(im, shifted_box(box, dx, dy), size, math.sqrt(2))
                      for dx, dy in shifts for im, box in zip(images, boxes, strict=True)]  # shift-major: [S * B]
-            x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2)
-            params, head_points, sigma = self.net.predict(x.float() / 255)
+            x = torch.from_numpy(np.stack([c.image for c in crops])).to(self.device).permute(0, 3, 1, 2).float() / 255
+            params, head_points, sigma = self.net.predict(x)
             if head_points is not None and last:
-                head_points, sigma = mirror_averaged(self.net, x.float() / 255, head_points, sigma)
+                head_points, sigma = mirror_averaged(self.net, x, head_points, sigma)
             params, centred = params.rows(slice(0, B)), crops[:B]
             marks = self.model.landmarks(self.model.vertices(params.identity, params.expression))  # [B, 68, 3]
             params = params.crop_to_photo(np.stack([c.to_photo for c in centred]), sizes, size, focal,
