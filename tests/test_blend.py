@@ -14,6 +14,7 @@ from backend.model.face_model import FaceModel
 from backend.model.params import FaceParams
 from backend.model.pose import euler_to_matrix
 from backend.reconstruct.batch import worst_fits
+from backend.detect.landmarks import far_contour
 from backend.reconstruct.blend import blend_landmarks, detector_error, face_size
 from backend.reconstruct.fitting import FitConfig, fit, landmark_weights, start_params
 from backend.render.camera import focal_from_fov, to_landmark_pixels
@@ -79,6 +80,24 @@ def test_on_a_frontal_face_the_detector_leads_the_inner_points(turned):
     no_detection = blend_landmarks(None, truth, None, 5.0)
     assert np.array_equal(no_detection.targets, truth) and math.isnan(no_detection.disagreement)
     assert detector_error(-70.0)[30] > 3 * detector_error(10.0)[30]  # signed yaw, by |yaw|
+
+
+def test_the_far_contour_of_a_turned_face_is_not_taken_from_the_detector(turned):
+    model, p, truth = turned
+    yaw = math.degrees(math.asin(float(p.rotation[0, 0, 2])))
+    far = far_contour(yaw)
+    near = far_contour(-yaw)
+    depth = -p.camera_vertices(model)[0, model.landmarks_ibug68, 2].numpy()  # metres from the camera
+    assert depth[far].mean() > depth[near].mean() + 0.02  # the side far_contour names is the one turned away
+    assert far_contour(10.0) is None and far_contour(-10.0) is None
+    size = face_size(truth)
+    silhouette = truth.copy()
+    silhouette[:17] += [0.08 * size, 0.0]  # a detector's contour along the silhouette, off the face's points
+    b = blend_landmarks(silhouette, truth, np.full(68, 0.05 * size), yaw)
+    assert (b.detector_share[far] == 0).all() and np.allclose(b.targets[far], truth[far])
+    assert (b.detector_share[near] > 0).all()  # the near side's contour is still the detector's to share
+    frontal = blend_landmarks(silhouette, truth, np.full(68, 0.05 * size), 10.0)
+    assert (frontal.detector_share[:17] > 0).all()
 
 
 def test_the_contour_rule_is_for_detected_points_only():

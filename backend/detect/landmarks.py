@@ -51,6 +51,10 @@ CNN_MAX_SIDE = 640
 CNN_COARSE_SIDE = 320
 CNN_TO_HOG = (1.13, 0.04)  # scale, downward shift in box widths
 PROVIDERS = ("dlib", "fan")
+# On a face turned more than CONTOUR_YAW_DEG a detector's jaw contour on the far side follows the silhouette, not
+# fixed points of the face; which side is far, by the sign of the yaw (far_contour)
+CONTOUR_YAW_DEG = 20.0
+FAR_CONTOUR = {1: slice(9, 17), -1: slice(0, 8)}
 
 
 @dataclass(frozen=True)
@@ -71,6 +75,15 @@ class Face:
     @property
     def area(self) -> float:
         return _area(self.box)
+
+
+def far_contour(yaw_deg: float) -> slice | None:
+    """iBUG-68 indices of the jaw contour a detector draws along the silhouette on a face at head yaw `yaw_deg`
+    (degrees, asin of the camera rotation's [0, 2]; > 0: the face looks towards image right and its left cheek,
+    iBUG 9-16, turns away), or None within CONTOUR_YAW_DEG of frontal."""
+    if abs(yaw_deg) <= CONTOUR_YAW_DEG:
+        return None
+    return FAR_CONTOUR[1 if yaw_deg > 0 else -1]
 
 
 def dlib_predictor_path() -> Path | None:

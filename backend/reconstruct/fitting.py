@@ -5,9 +5,10 @@ prior); identity (100) per photo, or one for all photos of a person (`shared_ide
 - landmarks: the model's 68 landmark vertices projected into the photo against the given points, normalised
   by the face's size. For a detector's points (`FitConfig.far_contour`), the jaw contour (iBUG 0-16) weighs less
   and on a face turned more than CONTOUR_YAW_DEG the contour of the far side is dropped: there the detector
-  follows the silhouette, not fixed points of the face. Points that are projections of fixed 3D points (the
-  network's, the blend's, the benchmark's) keep the whole contour (`FitConfig.for_3d_points`). Only the landmark
-  vertices are computed (FaceModel.landmark_subset);
+  follows the silhouette, not fixed points of the face (detect/landmarks.py, far_contour; the blend drops those
+  points too). Points that are projections of fixed 3D points (the network's, the blend's, the benchmark's) keep
+  the whole contour (`FitConfig.for_3d_points`). Only the landmark vertices are computed
+  (FaceModel.landmark_subset);
 - priors: identity and expression towards zero, focal towards its start.
 The solve (`_Problem`) is Levenberg-Marquardt on the mean point distance by iteratively reweighted least squares:
 40 steps (FIT_STEPS) of about a millisecond where Adam needed 100 and more to come near (README, What users get;
@@ -34,6 +35,7 @@ import torch
 import torch.nn.functional as F
 
 from ..detect.align import crop_from_box, landmark_box
+from ..detect.landmarks import CONTOUR_YAW_DEG, FAR_CONTOUR
 from ..io.colour import srgb_to_linear
 from ..io.errors import MlafaceError
 from ..model.face_model import LANDMARK_SETS, FaceModel
@@ -44,7 +46,6 @@ from ..render.raster import interpolate, rasterize
 from ..render.shading import ambient_sh, sh_basis, vertex_normals
 from .options import FIT_STEPS
 
-CONTOUR_YAW_DEG = 20.0
 DEFAULT_FOV_DEG = 40.0  # across the longer side: a 50 mm lens on full frame, a sensible portrait guess
 AMBIENT = 0.8  # the light a fit starts from, and the strength solve_light gives the light (colour goes to albedo)
 PROGRESS_EVERY = 10  # steps between progress calls
@@ -139,10 +140,10 @@ def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str
     w[:, :17] = w_contour
     if not far_contour:
         return w
-    turn = rotation[:, 0, 2]  # > 0: the face looks towards image right, its left cheek (iBUG 9-16) turns away
+    turn = rotation[:, 0, 2]  # sin(yaw): detect/landmarks.py, far_contour
     s = math.sin(math.radians(CONTOUR_YAW_DEG))
-    w[turn > s, 9:17] = 0
-    w[turn < -s, 0:8] = 0
+    w[turn > s, FAR_CONTOUR[1]] = 0
+    w[turn < -s, FAR_CONTOUR[-1]] = 0
     return w
 
 
