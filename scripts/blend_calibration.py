@@ -1,8 +1,9 @@
 """Checks the blend's two error models (backend/reconstruct/blend.py) on faces that are not the benchmark's: the
 500 AFLW crops training holds out (the last 500 of ../shared/data/aflw-crops, never trained on), each scaled up
-3 times and run through the pipeline's own path (dlib's detector and points, the network's passes). At the 13
-places where AFLW's 21 points and the 68 points mark the same thing (teacher_labels.SAME_PLACE; the crop's visible
-ones), by |yaw| bin (AFLW's yaw), as a fraction of the face size the blend uses (sqrt(w * h) of the network's
+3 times and run through the pipeline's own path (dlib's detector and points, the network's passes). At the 7
+places where AFLW's 21 points and the 68 points mark the same thing (teacher_labels.SAME_PLACE; 13 with the brows
+in the README's table; the crop's visible ones), by |yaw| bin (AFLW's yaw), as a fraction of the face size the
+blend uses (sqrt(w * h) of the network's
 68-point box): dlib's point error against DLIB_ERROR's inner figure, and the network's error against its
 confidence head's sigma. The blend weighs the two by their expected errors, so what matters is that both are
 right in the same units; this prints them side by side.

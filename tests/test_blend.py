@@ -10,11 +10,11 @@ import pytest
 import torch
 
 from backend.detect.align import DETECTOR_BOX_SIDE, box_from_detection
+from backend.detect.landmarks import far_contour
 from backend.model.face_model import FaceModel
 from backend.model.params import FaceParams
 from backend.model.pose import euler_to_matrix
 from backend.reconstruct.batch import worst_fits
-from backend.detect.landmarks import far_contour
 from backend.reconstruct.blend import blend_landmarks, detector_error, face_size
 from backend.reconstruct.fitting import FitConfig, fit, landmark_weights, start_params
 from backend.render.camera import focal_from_fov, to_landmark_pixels

@@ -14,7 +14,7 @@ from conftest import GRID, TINY_EXPRESSIONS, make_tiny_facekit, tiny_neutral
 from backend.io.errors import MlafaceError
 from backend.io.model_file import FORMAT_VERSION, read_model, write_model
 from backend.io.obj import read_obj
-from backend.model.facekit import arkit_name, convert
+from backend.model.facekit import IBUG68_MOVED, arkit_name, convert
 
 
 def test_arkit_names():
@@ -61,6 +61,14 @@ def test_tiny_set_aflw_points(tiny_facekit):
     assert verts[lm[12], 0] == -9 and verts[lm[12], 1] == -1
     assert verts[lm[16], 0] == 9 and verts[lm[16], 1] == -1
     assert lm[20] == data.landmarks_ibug68[8]  # chin
+
+
+def test_ict_landmarks_move_and_other_meshes_keep_theirs(tiny_facekit, real_model_data):
+    for k, (_, ours) in IBUG68_MOVED.items():
+        assert real_model_data.landmarks_ibug68[k] == ours
+    assert real_model_data.landmarks_aflw21[2] == IBUG68_MOVED[21][0]  # AFLW's brow stays on ICT's vertex
+    tiny = json.loads((tiny_facekit / "vertex_indices.json").read_text())["idx_to_landmark_verts"]
+    np.testing.assert_array_equal(convert(tiny_facekit).landmarks_ibug68, tiny)
 
 
 @pytest.mark.parametrize("packing", ["tar.xz", "zip"])

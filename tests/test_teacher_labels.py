@@ -27,7 +27,9 @@ def test_the_mirror_permutation_matches_the_face_model(real_model_data):
     assert np.array_equal(IBUG68_FLIP[IBUG68_FLIP], np.arange(68)) and sorted(IBUG68_FLIP) == list(range(68))
     lm = real_model_data.mean[real_model_data.landmarks_ibug68].astype(np.float64)
     mirrored = lm[IBUG68_FLIP] * np.array([-1.0, 1.0, 1.0])
-    assert np.abs(mirrored - lm).max() < 0.004  # metres: ICT's landmark vertices are symmetric to a few mm
+    # metres: the landmark vertices are symmetric to a few mm (ICT's within 4; the jaw's top ends as moved by
+    # training/landmark_vertices.py, each chosen on its own, 4.1 apart); a wrong pairing is centimetres off
+    assert np.abs(mirrored - lm).max() < 0.005
 
 
 def test_augment_maps_move_points_and_come_back():

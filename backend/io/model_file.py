@@ -38,7 +38,7 @@ from .npz_file import read_npz, write_npz
 from .parts import ict_roles, roles_problem
 
 FORMAT = "mlaface.face_model"
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2  # 2: iBUG-68 landmarks moved to the benchmark's convention (model/facekit.py, IBUG68_MOVED)
 
 
 @dataclass(frozen=True)
@@ -123,7 +123,8 @@ def read_model(path: str | Path) -> FaceModelData:
     """Read and check a face model file; every problem is an MlafaceError naming the file."""
     required = [f.name for f in fields(FaceModelData) if f.name != "material_roles"]
     arrays = read_npz(path, FORMAT, FORMAT_VERSION, "face model file", required,
-                      "; reinstall the model with `mlaface model install`")
+                      "; reinstall the model with `mlaface model install` (in Blender: Download Face Model in "
+                      "the add-on's preferences)")
     if "material_roles" not in arrays:  # written before roles were stored: ICT-FaceKit's names tell them
         arrays["material_roles"] = np.array(ict_roles(arrays["material_names"]))
     values = {f.name: arrays[f.name] for f in fields(FaceModelData)}

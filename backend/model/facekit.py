@@ -14,7 +14,8 @@ by geometry (`_split_eyeballs`), so that any renderer shows an iris behind a see
 
 The 21 AFLW points (order in `AFLW21_NAMES`) are chosen on the model as follows, left/right as seen in a frontal
 image (AFLW's convention, so "left eye" is the subject's right eye):
-- brows, eye corners, nose and mouth: the iBUG-68 landmark vertex at the same place (see `_AFLW21_FROM_IBUG68`);
+- brows, eye corners, nose and mouth: ICT's iBUG-68 landmark vertex at the same place (see `_AFLW21_FROM_IBUG68`;
+  ICT's, not the moved ones of IBUG68_MOVED: AFLW's annotators mark the brows lower than the iBUG convention);
   "mouth centre" is iBUG 62 (inner upper lip, middle), "chin centre" iBUG 8, "nose centre" the tip, iBUG 30;
 - eye centres: the front-most vertex (largest z) of the iris (`M_IrisRight` / `M_IrisLeft` polygons), the pupil;
 - ears: AFLW marks the ear lobe; we take the lowest head vertex outside the face region (`M_Face`) and above the
@@ -56,6 +57,15 @@ AFLW21_NAMES = (
     "left ear", "nose left", "nose centre", "nose right", "right ear",
     "mouth left corner", "mouth centre", "mouth right corner", "chin centre",
 )
+# iBUG-68 landmarks moved off ICT's vertex (`idx_to_landmark_verts`) to the vertex where the benchmark's convention
+# (AFLW2000-3D's 3D points, the teacher's) has them: `python -m training.landmark_vertices` (its docstring, README);
+# point: (ICT's vertex, ours). A source whose point is not at ICT's vertex (another mesh) keeps its own.
+IBUG68_MOVED = {0: (1225, 1795), 16: (3443, 3850), 17: (268, 269), 18: (493, 494), 20: (2044, 2041),
+                21: (1401, 2005), 22: (3615, 4205), 23: (4240, 4237), 25: (2734, 2735), 26: (2509, 2510),
+                28: (4527, 1348), 29: (4942, 4839), 37: (1542, 1023), 39: (1528, 895), 42: (3742, 3136),
+                44: (3756, 3243), 48: (5708, 5681), 49: (5695, 5665), 53: (6200, 6170), 55: (6346, 6357),
+                56: (6461, 6480), 58: (5957, 5976), 59: (5841, 5852), 61: (5711, 5712), 62: (5533, 5526),
+                63: (6216, 6217), 65: (6470, 6485), 67: (5966, 5981)}
 _AFLW21_FROM_IBUG68 = {0: 17, 1: 19, 2: 21, 3: 22, 4: 24, 5: 26, 6: 36, 8: 39, 9: 42, 11: 45,
                        13: 31, 14: 30, 15: 35, 17: 48, 18: 62, 19: 54, 20: 8}
 
@@ -199,7 +209,11 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
     identity_basis = offsets(identities)
     expression_basis = offsets(expression_files)
 
-    ibug68 = np.asarray(indices["idx_to_landmark_verts"], dtype=np.int64)
+    ict68 = np.asarray(indices["idx_to_landmark_verts"], dtype=np.int64)
+    ibug68 = ict68.copy()
+    for k, (ict, ours) in IBUG68_MOVED.items():
+        if ict68[k] == ict and ours < V:
+            ibug68[k] = ours
     rigid = np.asarray(indices.get("idx_to_rigid_verts", []), dtype=np.int64)
     if ibug68.min() < 0 or ibug68.max() >= V or (rigid.size and (rigid.min() < 0 or rigid.max() >= V)):
         raise MlafaceError(f"{folder / INDICES}: vertex indices outside the {V} vertices of {NEUTRAL}")
@@ -231,7 +245,7 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
         triangle_corners=tri_corners.astype(i32),
         triangle_polygon=tri_poly.astype(i32),
         landmarks_ibug68=ibug68.astype(i32),
-        landmarks_aflw21=_aflw21(mesh, ibug68).astype(i32),
+        landmarks_aflw21=_aflw21(mesh, ict68).astype(i32),
         face_region=_material_vertices(mesh, [FACE_MATERIAL]).astype(i32),
         rigid_vertices=rigid.astype(i32),
     )
