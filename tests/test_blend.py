@@ -106,6 +106,9 @@ def test_the_contour_rule_is_for_detected_points_only():
     assert (w[0, 9:17] == 0).all() and (w[0, :8] == 0.5).all()
     assert (landmark_weights(turned, 1.0, far_contour=False) == 1).all()
     assert FitConfig().for_3d_points().w_contour == 1.0 and not FitConfig().for_3d_points().far_contour
+    # a detector's points are fitted with the vertices a detector marks, 3D points with the benchmark's
+    assert FitConfig().landmark_set == "detector68" and FitConfig().for_3d_points().landmark_set == "ibug68"
+    assert FitConfig(landmark_set="aflw21").for_3d_points().landmark_set == "aflw21"
 
 
 def test_the_detector_box_frames_the_points():

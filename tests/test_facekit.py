@@ -64,11 +64,14 @@ def test_tiny_set_aflw_points(tiny_facekit):
 
 
 def test_ict_landmarks_move_and_other_meshes_keep_theirs(tiny_facekit, real_model_data):
-    for k, (_, ours) in IBUG68_MOVED.items():
-        assert real_model_data.landmarks_ibug68[k] == ours
+    for k, (ict, ours) in IBUG68_MOVED.items():
+        assert real_model_data.landmarks_ibug68[k] == ours and real_model_data.landmarks_detector68[k] == ict
+    same = [k for k in range(68) if k not in IBUG68_MOVED]
+    np.testing.assert_array_equal(real_model_data.landmarks_ibug68[same], real_model_data.landmarks_detector68[same])
     assert real_model_data.landmarks_aflw21[2] == IBUG68_MOVED[21][0]  # AFLW's brow stays on ICT's vertex
     tiny = json.loads((tiny_facekit / "vertex_indices.json").read_text())["idx_to_landmark_verts"]
     np.testing.assert_array_equal(convert(tiny_facekit).landmarks_ibug68, tiny)
+    np.testing.assert_array_equal(convert(tiny_facekit).landmarks_detector68, tiny)
 
 
 @pytest.mark.parametrize("packing", ["tar.xz", "zip"])

@@ -2,17 +2,19 @@
 
     python -m training.landmark_vertices runs/labels/teacher68.npz [--model PATH] [--per-bin 400] [--held-out 300]
 
-ICT-FaceKit marks 68 vertices as the iBUG landmarks, but the benchmark's 3D landmarks (AFLW2000-3D, 300W-LP: BFM
-vertices) and the teacher trained on them sit elsewhere on some points: the inner brow ends 6 mm farther from the
-middle, the outer brows 2 mm lower, the nose bridge 3-5 mm lower, the inner eye corners 2 mm higher. Fitted to the teacher's points, the model leaves that as a
-systematic residual, and so does every fit that follows such points (the network's, the blend's). This command
-fits the model (the pipeline's fit for 3D points, 40 steps) to --per-bin training crops per |yaw| bin (0-30, 30-60,
-60-90; crops the labels keep, by a fixed seed), then moves each landmark to the vertex of the front face within
-RADIUS of it (and facing the camera of a frontal photo) whose projections under the fitted faces come nearest the
-teacher's points on average, and repeats until no point moves (at most ROUNDS). Only the teacher's own points
-count: those the labels took from AFLW's annotations (`from_truth`) follow AFLW's convention; a point with fewer
-than MIN_COUNTED of them (the nose tip, always AFLW's where seen) stays. The fit floor before and after is printed
-on --held-out other crops per bin, and the moved points as the table for backend/model/facekit.py (IBUG68_MOVED).
+ICT-FaceKit marks 68 vertices as the iBUG landmarks, where a 2D detector such as dlib puts its points (the model's
+"detector68" set keeps them), but the benchmark's 3D landmarks (AFLW2000-3D, 300W-LP: BFM vertices) and the teacher
+trained on them sit elsewhere on some points: the inner brow ends 6 mm farther from the middle, the outer brows 2 mm
+lower, the nose bridge 3-5 mm lower, the inner eye corners 2 mm higher. Fitted to the teacher's points, the model
+leaves that as a systematic residual, and so does every fit that follows such points (the network's, the blend's).
+This command fits the model (the pipeline's fit for 3D points, 40 steps) to --per-bin training crops per |yaw| bin
+(0-30, 30-60, 60-90; crops the labels keep, by a fixed seed), then moves each landmark to the vertex of the front
+face within RADIUS of it (and facing the camera of a frontal photo) whose projections under the fitted faces come
+nearest the teacher's points on average, and repeats until no point moves (at most ROUNDS). Only the teacher's own
+points count: those the labels took from AFLW's annotations (`from_truth`) follow AFLW's convention; a point with
+fewer than MIN_COUNTED of them (the nose tip, always AFLW's where seen) stays. The fit floor before and after is
+printed on --held-out other crops per bin, and the moved points as the table for backend/model/facekit.py
+(IBUG68_MOVED).
 """
 
 from __future__ import annotations

@@ -194,7 +194,7 @@ def _read_pixels(rec, clip: Path, options: AnimateOptions, head: FaceResult, key
                  progress) -> None:
     """Step 4: eyeBlinkLeft, eyeBlinkRight and jawOpen read from the frames' pixels, written into weights where
     the pixels tell (blinks measured from each eye's resting level)."""
-    reader = PixelReader(head, key_image, rec.data.landmarks_ibug68, rec.device)
+    reader = PixelReader(head, key_image, rec.data.landmarks_detector68, rec.device)
     row = {f.index: i for i, f in enumerate(good)}
     shapes = [f.shape for f in FEATURES.values()]
     read = np.full((len(good), len(shapes)), np.nan)

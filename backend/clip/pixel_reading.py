@@ -118,7 +118,8 @@ class Rig:
     windows; each feature renders its own part of the head alone."""
 
     def __init__(self, head: FaceResult, landmark_vertices: np.ndarray, device: torch.device | str = "cpu"):
-        """landmark_vertices: [68] the face model's iBUG-68 vertex ids (FaceModelData.landmarks_ibug68)."""
+        """landmark_vertices: [68] the face model's vertex ids of a detector's 68 points (FaceModelData.
+        landmarks_detector68: the frames' points are dlib's)."""
         self.head, self.landmark_vertices = head, landmark_vertices
         corners, polygon = fan_triangulate(head.polygon_sizes)
         tris = head.corner_vertex[corners]
@@ -268,7 +269,7 @@ class PixelReader:
     def __init__(self, head: FaceResult, key_image: np.ndarray, landmark_vertices: np.ndarray,
                  device: torch.device | str = "cpu"):
         """head: the clip's neutral head, fitted (expression_weights, pose, landmarks) to key_image [H, W, 3]
-        uint8; landmark_vertices: [68] the face model's iBUG-68 vertex ids."""
+        uint8; landmark_vertices: [68] the face model's detector68 vertex ids (Rig)."""
         self.rig = Rig(head, landmark_vertices, device)
         self.device = device
         self.key_image = self._linear(key_image)

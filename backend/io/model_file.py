@@ -21,7 +21,9 @@ Arrays (V vertices, F polygons, C polygon corners, T triangles, K identity modes
     material_parts: [M] str (the roles' parts); material_tiles: [M] int32 (floor(u))
     triangles: [T, 3] int32 vertices, counter-clockwise seen from outside
     triangle_corners: [T, 3] int32 into the corner arrays (for UVs); triangle_polygon: [T] int32
-    landmarks_ibug68: [68] int32 vertices; landmarks_aflw21: [21] int32 vertices
+    landmarks_ibug68: [68] int32 vertices, the iBUG points where the benchmark's 3D convention has them (the
+    teacher's, the network's; model/facekit.py, IBUG68_MOVED); landmarks_detector68: [68] int32 vertices, where a
+    2D detector (dlib) puts them (upstream's own); landmarks_aflw21: [21] int32 vertices
     face_region: [R] int32 vertices of the front face (the skin the photo shows), sorted
     rigid_vertices: [N] int32 vertices that expressions barely move (skull), from upstream
 """
@@ -64,6 +66,7 @@ class FaceModelData:
     triangle_corners: np.ndarray
     triangle_polygon: np.ndarray
     landmarks_ibug68: np.ndarray
+    landmarks_detector68: np.ndarray
     landmarks_aflw21: np.ndarray
     face_region: np.ndarray
     rigid_vertices: np.ndarray
@@ -86,15 +89,16 @@ class FaceModelData:
             problems.append("expression_names and expression_basis differ in length")
         if self.polygon_sizes.sum() != len(self.corner_vertex) or len(self.corner_uv) != len(self.corner_vertex):
             problems.append("polygon corners do not add up")
-        for name in ("corner_vertex", "triangles", "landmarks_ibug68", "landmarks_aflw21", "face_region",
-                     "rigid_vertices"):
+        for name in ("corner_vertex", "triangles", "landmarks_ibug68", "landmarks_detector68", "landmarks_aflw21",
+                     "face_region", "rigid_vertices"):
             a = getattr(self, name)
             if a.size and (a.min() < 0 or a.max() >= V):
                 problems.append(f"{name} refers to vertices outside 0..{V - 1}")
         if problem := roles_problem(self.material_roles, self.material_names):
             problems.append(problem)
-        if self.landmarks_ibug68.shape != (68,) or self.landmarks_aflw21.shape != (21,):
-            problems.append("landmark lists must hold 68 and 21 vertices")
+        if (self.landmarks_ibug68.shape != (68,) or self.landmarks_detector68.shape != (68,)
+                or self.landmarks_aflw21.shape != (21,)):
+            problems.append("landmark lists must hold 68, 68 and 21 vertices")
         if problems:
             raise MlafaceError(f"{where}: inconsistent model file: " + "; ".join(problems))
 

@@ -18,7 +18,9 @@ from torch import nn
 from ..io.errors import MlafaceError
 from ..io.model_file import FaceModelData, read_model
 
-LANDMARK_SETS = ("ibug68", "aflw21")
+# "ibug68": the iBUG points as the benchmark's 3D convention places them (the network's, the teacher's, training's
+# synthetic labels); "detector68": as a 2D detector (dlib) places them, for fitting its points; "aflw21": AFLW's
+LANDMARK_SETS = ("ibug68", "detector68", "aflw21")
 
 
 def _tensor(a: np.ndarray, dtype: torch.dtype) -> torch.Tensor:
@@ -36,7 +38,7 @@ class FaceModel(nn.Module):
     Buffers (move with `.to()`):
         mean: [V, 3] metres; identity_basis: [K, V*3]; expression_basis: [E, V*3]
         triangles: [T, 3] int64 vertex ids; triangle_uvs: [T, 3, 2] (u, v), UDIM tile in floor(u)
-        landmarks_ibug68: [68] int64; landmarks_aflw21: [21] int64
+        landmarks_ibug68, landmarks_detector68: [68] int64; landmarks_aflw21: [21] int64 (LANDMARK_SETS)
     """
 
     def __init__(self, mean: np.ndarray, identity_basis: np.ndarray, expression_basis: np.ndarray,
@@ -63,7 +65,7 @@ class FaceModel(nn.Module):
             expression_basis=data.expression_basis,
             triangles=data.triangles,
             triangle_uvs=data.corner_uv[data.triangle_corners],
-            landmarks={"ibug68": data.landmarks_ibug68, "aflw21": data.landmarks_aflw21},
+            landmarks={k: getattr(data, f"landmarks_{k}") for k in LANDMARK_SETS},
             expression_names=[str(n) for n in data.expression_names],
             face_region=data.face_region,
         )
@@ -101,7 +103,7 @@ class FaceModel(nn.Module):
         return self.mean + offsets.view(B, self.n_vertices, 3)
 
     def landmarks(self, verts: torch.Tensor, kind: str = "ibug68") -> torch.Tensor:
-        """verts: [B, V, 3] -> [B, L, 3] landmark positions (L = 68 for "ibug68", 21 for "aflw21")."""
+        """verts: [B, V, 3] -> [B, L, 3] landmark positions (L = 68 for "ibug68" and "detector68", 21 for "aflw21")."""
         if kind not in LANDMARK_SETS:
             raise MlafaceError(f"unknown landmark set {kind!r}; choose from {', '.join(LANDMARK_SETS)}")
         return verts[:, getattr(self, f"landmarks_{kind}")]
@@ -115,12 +117,16 @@ class FaceModel(nn.Module):
     def face_subset(self) -> FaceModel:
         """The model restricted to the front face (~9.4k vertices, for training) plus the landmark vertices
         outside it (ears, pupils)."""
-        return self.subset(torch.cat([self.face_region, self.landmarks_ibug68, self.landmarks_aflw21]))
+        return self.subset(torch.cat([self.face_region, *self.landmark_vertices()]))
 
     def landmark_subset(self) -> FaceModel:
-        """The model restricted to the landmark vertices of both sets (84, no triangles): all a landmark fit's
+        """The model restricted to the landmark vertices of every set (at most 157, no triangles): all a landmark fit's
         inner loop computes."""
-        return self.subset(torch.cat([self.landmarks_ibug68, self.landmarks_aflw21]))
+        return self.subset(torch.cat(self.landmark_vertices()))
+
+    def landmark_vertices(self) -> list[torch.Tensor]:
+        """The vertex ids of every landmark set (LANDMARK_SETS order)."""
+        return [getattr(self, f"landmarks_{k}") for k in LANDMARK_SETS]
 
     def subset(self, vertex_ids: torch.Tensor) -> FaceModel:
         """The model restricted to vertex_ids (any order, repeats allowed) and the triangles with all corners

@@ -245,6 +245,7 @@ def convert_folder(folder: Path, source_name: str) -> FaceModelData:
         triangle_corners=tri_corners.astype(i32),
         triangle_polygon=tri_poly.astype(i32),
         landmarks_ibug68=ibug68.astype(i32),
+        landmarks_detector68=ict68.astype(i32),
         landmarks_aflw21=_aflw21(mesh, ict68).astype(i32),
         face_region=_material_vertices(mesh, [FACE_MATERIAL]).astype(i32),
         rigid_vertices=rigid.astype(i32),

@@ -67,7 +67,9 @@ class FitConfig:
     light: bool = True  # solve the SH light and skin albedo from the photo after the landmark fit
     window: int = 128
     fov_deg: float = DEFAULT_FOV_DEG
-    landmark_set: str = "ibug68"  # or "aflw21" (AFLW's 21 points; NaN marks a hidden point)
+    # which model vertices the points are: a detector's ("detector68"), the projections of 3D points ("ibug68",
+    # for_3d_points) or AFLW's 21 ("aflw21"; NaN marks a hidden point)
+    landmark_set: str = "detector68"
     far_contour: bool = True  # drop the far side's jaw contour on turned faces (a detector's silhouette points)
 
     def __post_init__(self):
@@ -89,9 +91,11 @@ class FitConfig:
 
     def for_3d_points(self) -> FitConfig:
         """This config for points that are projections of fixed 3D points (the network's and the blend's, the
-        benchmark's): the whole contour at full weight. Fitted to AFLW2000-3D's own points (150 steps), the
+        benchmark's): the whole contour at full weight, and the model's landmarks for them ("ibug68", not a
+        detector's "detector68"). Fitted to AFLW2000-3D's own points (150 steps), the
         detector's rules leave 3.03 balanced NME, these 2.06 (README, the fitting floor)."""
-        return replace(self, w_contour=1.0, far_contour=False)
+        return replace(self, w_contour=1.0, far_contour=False,
+                       landmark_set="ibug68" if self.landmark_set == "detector68" else self.landmark_set)
 
 
 @dataclass(frozen=True)
@@ -129,7 +133,7 @@ def weak_perspective_pose(model_pts: np.ndarray, image_pts: np.ndarray, focal: f
     return rot, np.array([t_xy[0], t_xy[1], -depth - centre[2]])
 
 
-def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str = "ibug68",
+def landmark_weights(rotation: torch.Tensor, w_contour: float, landmark_set: str = "detector68",
                      far_contour: bool = True) -> torch.Tensor:
     """[B, L] per-landmark weights: for iBUG-68 the contour at w_contour, and with far_contour the far side's
     contour off on turned faces; AFLW-21 has no contour (all 1)."""

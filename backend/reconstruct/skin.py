@@ -88,7 +88,8 @@ class TileRegions:
 
     @classmethod
     def build(cls, landmark_uv: np.ndarray, size: int, device: torch.device | str = "cpu") -> TileRegions:
-        """landmark_uv: [68, 2] the ibug-68 landmark vertices' face-tile UVs (tile 0..1)."""
+        """landmark_uv: [68, 2] face-tile UVs (tile 0..1) of the iBUG-68 vertices on the mesh's features (the
+        model's detector68 set: where its brows, eyes and mouth are drawn)."""
         eyes = _grow(torch.from_numpy(_polygons(landmark_uv, EYES, size)).to(device), round(EYE_MARGIN * size))
         mouth = _grow(torch.from_numpy(_polygons(landmark_uv, MOUTH_INSIDE, size)).to(device),
                       round(LIP_MARGIN * size))

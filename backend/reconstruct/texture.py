@@ -97,7 +97,7 @@ class TileMesh:
         return cls(triangles=torch.from_numpy(d.triangles[opaque].astype(np.int64)).to(device),
                    skin=torch.from_numpy(face[opaque]).to(device), uvs=torch.from_numpy(uvs).to(device),
                    uv_faces=torch.from_numpy(d.triangle_corners[opaque].astype(np.int64)).to(device), tile=tile,
-                   landmark_uv=uvs[[corner_of[int(v)] for v in d.landmarks_ibug68]], n_vertices=d.n_vertices)
+                   landmark_uv=uvs[[corner_of[int(v)] for v in d.landmarks_detector68]], n_vertices=d.n_vertices)
 
     def _kept(self, kind: str, size: int, make):
         if (kind, size) not in self._per_size:
