@@ -338,6 +338,23 @@ def test_unreadable_photos_are_refused_before_anything_loads(tmp_path):
     assert "model" not in r.stderr and not out.exists()
 
 
+def test_a_faceless_photo_or_an_old_model_leaves_no_output_folder(real_model_path, tmp_path):
+    """A photo without a face, and a model file of another format version: a one-line error naming the file and
+    what is wrong, exit status 1, and no output folder (the models load before it is made; an empty one goes)."""
+    Image.new("RGB", (320, 240), (120, 130, 140)).save(tmp_path / "wall.png")
+    out = tmp_path / "out"
+    r = subprocess.run([str(MLAFACE), "reconstruct", str(tmp_path / "wall.png"), "-o", str(out),
+                        "--model", str(real_model_path)], capture_output=True, text=True)
+    assert r.returncode == 1 and "wall.png: no face found" in r.stderr and not out.exists()
+    arrays = dict(np.load(real_model_path))
+    arrays["format_version"] = np.array(1)
+    np.savez(tmp_path / "old.npz", **arrays)
+    r = subprocess.run([str(MLAFACE), "reconstruct", str(tmp_path / "wall.png"), "-o", str(out),
+                        "--model", str(tmp_path / "old.npz")], capture_output=True, text=True)
+    assert r.returncode == 1 and "old.npz: face model file format version 1" in r.stderr
+    assert "mlaface model install" in r.stderr and not out.exists()
+
+
 def test_reconstruct_command(real_model_path, tmp_path):
     """The main command on a sample photo, as a user runs it: every format written, named after the photo; a
     broken photo in the same run is reported, the exit status is 1, and the others are still written."""

@@ -144,8 +144,9 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
     from ..reconstruct.batch import prepare_output, reconstruct_batch, worst_fits
     from ..reconstruct.pipeline import Reconstructor
 
+    rec = Reconstructor(options)  # the models load before the output folder is made: a bad one leaves nothing
+    created = not Path(args.output).exists()
     folder = prepare_output(args.output)
-    rec = Reconstructor(options)
     print(f"mlaface {__version__}: {len(readable)} photo(s) on {rec.device}, landmarks by {rec.provider.name}, "
           f"network: {rec.weights or 'no trained weights (fitting only)'}", file=sys.stderr)
     results = []
@@ -157,6 +158,8 @@ def cmd_reconstruct(args: argparse.Namespace) -> int:
         else:
             failures.append((event["photo"], event["message"]))
     print(file=sys.stderr)
+    if created and not any(folder.iterdir()):  # no face anywhere: no empty folder left behind either
+        folder.rmdir()
     failed_photos = len({photo for photo, _ in failures})
     print(f"{len(photos) - failed_photos} of {len(photos)} photos reconstructed ({len(results)} faces) into "
           f"{folder} in {time.perf_counter() - start:.1f} s", file=sys.stderr)
