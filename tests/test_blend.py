@@ -17,6 +17,7 @@ from backend.model.pose import euler_to_matrix
 from backend.reconstruct.batch import worst_fits
 from backend.reconstruct.blend import blend_landmarks, detector_error, face_size
 from backend.reconstruct.fitting import FitConfig, fit, landmark_weights, start_params
+from backend.reconstruct.pipeline import detector_to_3d
 from backend.render.camera import focal_from_fov, to_landmark_pixels
 
 SIZE = (480, 640)
@@ -98,6 +99,13 @@ def test_the_far_contour_of_a_turned_face_is_not_taken_from_the_detector(turned)
     assert (b.detector_share[near] > 0).all()  # the near side's contour is still the detector's to share
     frontal = blend_landmarks(silhouette, truth, np.full(68, 0.05 * size), 10.0)
     assert (frontal.detector_share[:17] > 0).all()
+
+
+def test_a_detectors_points_move_into_the_3d_convention(turned):
+    model, p, truth = turned  # truth: the projected "ibug68" vertices
+    detected = to_landmark_pixels(model.landmarks(p.camera_vertices(model), "detector68"), p.focal, SIZE)[0].numpy()
+    assert np.linalg.norm(detected - truth, axis=1).max() > 2  # pixels: the two conventions differ (brows, nose)
+    np.testing.assert_allclose(detected + detector_to_3d(model, p, [SIZE])[0], truth, atol=1e-3)
 
 
 def test_the_contour_rule_is_for_detected_points_only():

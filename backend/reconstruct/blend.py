@@ -6,7 +6,8 @@ prediction) are right at every pose to within what its confidence head says. The
 
 1. the network's point p_net with its expected error s_net: the confidence head's sigma (crop pixels scaled into
    the photo); a network without a confidence head gets NETWORK_ERROR of the face size;
-2. the detector's point p_det with its expected error s_det: DLIB_ERROR, dlib's point error measured by |yaw|
+2. the detector's point p_det (moved into the 3D points' convention by the caller: pipeline.detector_to_3d) with
+   its expected error s_det: DLIB_ERROR, dlib's point error measured by |yaw|
    bin (scripts/detector_framing.py on every 5th image of aflw2000-3d-dev; the jaw contour apart from the inner
    points; beyond 60 degrees none to speak of), interpolated at the network's |yaw|, times the face size
    (sqrt(w * h) of the network's 68-point box); on a face turned more than CONTOUR_YAW_DEG the far side's jaw
