@@ -111,7 +111,10 @@ def test_texels_beyond_the_photo_edge_are_unseen(rec, monkeypatch):
     kept = seen_part > 0
     np.testing.assert_allclose(seen_part[kept], seen_whole[kept], atol=1e-5)
     inner = torch.from_numpy(ndimage.binary_erosion(kept.numpy(), iterations=3))  # off the cut's own pixel
-    assert inner.sum() > 0.5 * kept.sum() and (whole[inner] - part[inner]).abs().max() < 1e-4
+    # the same samples: equal but for float rounding of the sample positions, which the two photos' widths normalise
+    # differently (8e-4 at one texel where the photo's edge is steep; black texels or samples from elsewhere differ
+    # by far more)
+    assert inner.sum() > 0.5 * kept.sum() and (whole[inner] - part[inner]).abs().max() < 2e-3
 
 
 def test_faces_fitted_together_fit_as_each_alone(rec):
