@@ -12,7 +12,8 @@ This command fits the model (the pipeline's fit for 3D points, 40 steps) to --pe
 face within RADIUS of it (and facing the camera of a frontal photo) whose projections under the fitted faces come
 nearest the teacher's points on average, and repeats until no point moves (at most ROUNDS). Only the teacher's own
 points count: those the labels took from AFLW's annotations (`from_truth`) follow AFLW's convention; a point with
-fewer than MIN_COUNTED of them (the nose tip, always AFLW's where seen) stays. The fit floor before and after is
+fewer than MIN_COUNTED of them (the nose tip, always AFLW's where seen) stays. It starts from ICT's own vertices (the
+model's "detector68"), so it gives the same table on any installed model. The fit floor before and after is
 printed on --held-out other crops per bin, and the moved points as the table for backend/model/facekit.py
 (IBUG68_MOVED).
 """
@@ -131,7 +132,8 @@ def main(argv: list[str] | None = None) -> int:
         pick, check = sample(labels["yaw_deg"], labels["weight"] > 0, args.per_bin, args.held_out)
         points = torch.tensor(labels["points"], dtype=torch.float32)
         points[torch.tensor(labels["from_truth"])] = float("nan")  # AFLW's points: another convention
-        ict = full.landmarks_ibug68.clone()
+        ict = full.landmarks_detector68.clone()  # upstream's own vertices: the start, whatever the model's table
+        full.landmarks_ibug68.copy_(ict)
         before = point_errors(fitted(full.landmark_subset(), points[check]), points[check])
         chosen = choose(full, points[pick])
         full.landmarks_ibug68.copy_(chosen)
@@ -139,7 +141,7 @@ def main(argv: list[str] | None = None) -> int:
     except MlafaceError as e:
         print(f"landmark_vertices: error: {e}", file=sys.stderr)
         return 1
-    print(floor_line(f"held-out fit floor ({args.held_out} crops a bin), the model's landmarks", before))
+    print(floor_line(f"held-out fit floor ({args.held_out} crops a bin), ICT's vertices", before))
     print(floor_line("held-out fit floor, the chosen landmarks", after))
     mean = full.mean.view(-1, 3)
     moved = {k: (int(ict[k]), int(chosen[k])) for k in range(68) if chosen[k] != ict[k]}
